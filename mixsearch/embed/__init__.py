@@ -1,0 +1,5 @@
+"""Batched extraction and the content-keyed embedding cache."""
+
+from mixsearch.embed.embeddings import Embeddings
+
+__all__ = ["Embeddings"]

@@ -1,0 +1,44 @@
+"""Embeddings: ids with a float matrix of raw encoder outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Embeddings:
+    """Raw (not normalised) encoder outputs for a list of items.
+
+    Attributes:
+        ids: item ids, unique, in row order.
+        vectors: float32 array of shape ``(len(ids), dim)``.
+    """
+
+    ids: list[str]
+    vectors: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.ids):
+            raise ValueError(
+                f"Embeddings: {len(self.ids)} ids but vectors of shape {self.vectors.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def index(self) -> dict[str, int]:
+        return {i: n for n, i in enumerate(self.ids)}
+
+    def take(self, ids: list[str]) -> np.ndarray:
+        """Rows for ``ids`` in that order; a KeyError names the first missing id."""
+        pos = self.index()
+        missing = [i for i in ids if i not in pos]
+        if missing:
+            raise KeyError(f"no embedding for id {missing[0]!r} ({len(missing)} missing)")
+        return self.vectors[[pos[i] for i in ids]]
