@@ -1,0 +1,229 @@
+"""One run from a resolved config: load → embed (cached) → mix → calibrate → fuse → search →
+score → record. The config is a plain dict (``run.py`` resolves the Hydra config first)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mixsearch.config import ConfigError, build, section
+from mixsearch.data.benchmark import Benchmark, Record
+from mixsearch.embed import Embeddings
+from mixsearch.embed.cache import EmbeddingCache
+from mixsearch.embed.extract import embed_benchmark, embed_records
+from mixsearch.encoders.base import Encoder
+from mixsearch.tracking import package_versions, start_tracker, write_results
+
+log = logging.getLogger(__name__)
+
+# Roles of calibration pools, keyed by the embeddings that feed them.
+_CALIBRATION_ROLES = {
+    "calibration/queries/text": "query_text",
+    "calibration/queries/image": "query_image",
+    "calibration/corpus/text": "doc_text",
+    "calibration/corpus/image": "doc_image",
+}
+_FIELD_OF_ROLE = {"query_text": "text", "query_image": "image", "doc_text": "text", "doc_image": "image"}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _needs_screenshots(bench: Benchmark, corpus_cfg: dict[str, Any]) -> bool:
+    if corpus_cfg.get("mode") != "replace":
+        return False
+    how = corpus_cfg.get("replace_with", "auto")
+    return how == "screenshot" or (how == "auto" and any(r.image is None for r in bench.corpus))
+
+
+def _needs_pools(cal_cfg: dict[str, Any]) -> bool:
+    return cal_cfg.get("method", "none") == "gr" and cal_cfg.get("source", "auto") in ("train", "auto")
+
+
+def embed_all(
+    encoder: Encoder,
+    bench: Benchmark,
+    cache: EmbeddingCache | None,
+    embed_cfg: dict[str, Any],
+    *,
+    corpus_cfg: dict[str, Any],
+    cal_cfg: dict[str, Any],
+) -> tuple[dict[str, Embeddings] | None, list[dict[str, Any]]]:
+    """Embed every split the run needs. Returns ``(None, stats)`` for a shard-only job."""
+    splits = ["queries", "corpus"]
+    if _needs_pools(cal_cfg):
+        splits += [f"calibration/{k}" for k in sorted(bench.calibration)]
+    embs, stats = embed_benchmark(encoder, bench, splits=tuple(splits), cache=cache, **embed_cfg)
+    incomplete = embs is None or any(v is None for v in embs.values())
+    if _needs_screenshots(bench, corpus_cfg):
+        from mixsearch.corpus import screenshot_records
+
+        shots = screenshot_records([r for r in bench.corpus if r.text is not None])
+        entry: dict[str, Any] = {}
+        e = embed_records(
+            encoder, shots, "image", cache=cache, dataset_key=_dataset_key(bench),
+            split="corpus_screenshot", stats=entry, **embed_cfg,
+        )
+        stats.append(entry)
+        if e is None:
+            incomplete = True
+        elif embs is not None:
+            embs["corpus/screenshot"] = e
+    if incomplete:
+        return None, stats
+    return embs, stats
+
+
+def _dataset_key(bench: Benchmark) -> str:
+    rev = bench.meta.get("revision")
+    return f"{bench.name}@{rev}" if rev else bench.name
+
+
+def calibration_pools(
+    encoder: Encoder,
+    bench: Benchmark,
+    embs: dict[str, Embeddings],
+    cal_cfg: dict[str, Any],
+    cache: EmbeddingCache | None,
+    embed_cfg: dict[str, Any],
+) -> dict[str, np.ndarray] | None:
+    """Raw embeddings per role (query_text, query_image, doc_text, doc_image) for ``gr``.
+
+    Sources: the benchmark's own calibration splits, and ``calibration.train_sets``: a list of
+    ``{dataset: <loader section>, split, role, n, seed}`` naming training data elsewhere (the
+    paper's recipe draws its means from the training splits of several datasets).
+    """
+    if not _needs_pools(cal_cfg):
+        return None
+    pools: dict[str, list[np.ndarray]] = {}
+    for key, role in _CALIBRATION_ROLES.items():
+        if key in embs:
+            pools.setdefault(role, []).append(embs[key].vectors)
+    for i, item in enumerate(cal_cfg.get("train_sets") or []):
+        opt = f"calibration.train_sets[{i}]"
+        role = item.get("role")
+        if role not in _FIELD_OF_ROLE:
+            raise ConfigError(f"{opt}.role: {role!r} is not one of {sorted(_FIELD_OF_ROLE)}")
+        other = build(item["dataset"], f"{opt}.dataset")
+        field = _FIELD_OF_ROLE[role]
+        records = [r for r in other.split(item.get("split", "queries")) if getattr(r, field) is not None]
+        n = item.get("n")
+        if n is not None and n < len(records):
+            rng = random.Random(item.get("seed", 0))
+            records = rng.sample(records, n)
+        if not records:
+            raise ConfigError(f"{opt}: no {field} items in {other.name} split {item.get('split')!r}")
+        e = embed_records(
+            encoder, records, field, cache=cache, dataset_key=_dataset_key(other),
+            split=f"calibration:{item.get('split', 'queries')}", **embed_cfg,
+        )
+        if e is None:
+            raise ConfigError(f"{opt}: calibration extraction is incomplete (sharded job?)")
+        pools.setdefault(role, []).append(e.vectors)
+    if not pools:
+        if cal_cfg.get("source") == "train":
+            raise ConfigError(
+                f"calibration.source=train: {bench.name} has no calibration split and "
+                "calibration.train_sets is empty; use source=crossfit, transductive or files"
+            )
+        return None
+    return {role: np.concatenate(parts) for role, parts in pools.items()}
+
+
+def run(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run one evaluation job and write its results into ``cfg['paths']['output_dir']``.
+
+    Returns the result contract written to ``metrics.json`` (empty for a shard-only job).
+    """
+    run_dir = Path(cfg["paths"]["output_dir"])
+    tracker = start_tracker(cfg, run_dir)
+    try:
+        out = _run(cfg, run_dir, tracker)
+    except BaseException as e:
+        tracker.finish(ok=False, error=e)
+        raise
+    tracker.finish(ok=True)
+    return out
+
+
+def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
+    from mixsearch.evaluate import evaluate
+
+    t0 = time.perf_counter()
+    seed_everything(int(cfg.get("seed", 0)))
+    corpus_cfg, cal_cfg = section(cfg, "corpus"), section(cfg, "calibration")
+    embed_cfg = section(cfg, "embed")
+
+    bench = build(cfg["dataset"], "dataset")
+    log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
+    encoder = build(cfg["model"], "model")
+    cache_dir = cfg["paths"].get("cache_dir")
+    cache = EmbeddingCache(cache_dir) if cache_dir else None
+
+    embs, stats = embed_all(encoder, bench, cache, embed_cfg, corpus_cfg=corpus_cfg, cal_cfg=cal_cfg)
+    encoded = sum(s.get("encoded_items", 0) for s in stats)
+    cached = sum(s.get("cached_items", 0) for s in stats)
+    if encoded == 0:
+        print(f"embeddings: all {cached} items taken from the cache ({len(stats)} entries)")
+    else:
+        print(f"embeddings: encoded {encoded} items, {cached} taken from the cache")
+    if embs is None:
+        print(f"shard {embed_cfg.get('shard')}/{embed_cfg.get('num_shards')} done; "
+              "run without embed.num_shards to merge the shards and evaluate")
+        return {}
+
+    pools = calibration_pools(encoder, bench, embs, cal_cfg, cache, embed_cfg)
+    result = evaluate(
+        bench, embs, corpus=corpus_cfg, calibration=cal_cfg, fusion=section(cfg, "fusion"),
+        retrieval=section(cfg, "retrieval"), metrics=section(cfg, "metrics"), pools=pools,
+    )
+    out = result.to_json()
+    out["benchmark"] = {"name": bench.name, "n_queries": len(bench.queries),
+                        "n_docs": len(bench.corpus), **{k: v for k, v in bench.meta.items()
+                                                          if isinstance(v, (str, int, float, type(None)))}}
+    out["encoder"] = encoder.describe()
+    out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
+                        "text_stats": encoder.text_stats()}
+    out["config"] = cfg
+    out["versions"] = package_versions()
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    write_results(run_dir, out, result.per_query)
+    tracker.log_result(out, result.per_query)
+    print(format_summary(out))
+    return out
+
+
+def format_summary(out: dict[str, Any]) -> str:
+    """A few lines for the terminal: the main metrics and the modality diagnostics."""
+    m = out["metrics"]
+    cal = out.get("calibration", {})
+    lines = [
+        f"{out['benchmark']['name']}  calibration={cal.get('method')} (source={cal.get('source')})"
+        f"  corpus={out.get('corpus', {}).get('mode')}",
+        "  " + "  ".join(f"{k}={m[k]:.4f}" for k in ("ndcg@10", "recall@1", "mrr@10", "ndcg@100") if k in m),
+    ]
+    gap = out.get("gap") or {}
+    if "centroid_distance_before" in gap:
+        lines.append(
+            f"  modality gap (text-image centroid distance): {gap['centroid_distance_before']:.3f}"
+            f" -> {gap.get('centroid_distance_after', float('nan')):.3f}"
+        )
+    by = out.get("by_target_modality") or {}
+    if by:
+        parts = []
+        for mod, v in by.items():
+            val = v.get("ndcg@10") if isinstance(v, dict) else v
+            if isinstance(val, (int, float)):
+                parts.append(f"{mod}={val:.3f}")
+        if parts:
+            lines.append("  ndcg@10 by target modality: " + "  ".join(parts))
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""Entry point: compose the Hydra config and run one evaluation job.
+
+    python run.py                                   # toy benchmark, toy model, offline
+    python run.py calibration=gr                    # GR-CLIP
+    python run.py -m model=clip_b16,openclip_b16 dataset=mixbench_oven calibration=none,gr
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("mixsearch")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from mixsearch.pipeline import run
+    from mixsearch.tracking import write_status
+
+    hc = HydraConfig.get()
+    run_dir = hc.runtime.output_dir
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+        result = run(container)
+    except Exception as e:  # noqa: BLE001 - every failure is recorded in status.json
+        write_status(run_dir, ok=False, error=e, overrides=list(hc.overrides.task))
+        if not multirun:
+            raise
+        # One failing job must not stop the rest of a sweep: record it, log it, go on.
+        log.error("job %s failed: %s: %s (see %s/status.json)", hc.job.num, type(e).__name__, e, run_dir)
+        return None
+    write_status(run_dir, ok=True, overrides=list(hc.overrides.task))
+    return (result.get("metrics") or {}).get(cfg.get("main_metric", "ndcg@10"))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
