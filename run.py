@@ -18,6 +18,18 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger("mixsearch")
 
 
+def _pin_gpu(cfg: DictConfig, job_num: int) -> None:
+    """Parallel jobs on a multi-GPU machine (joblib launcher) each take their own GPU."""
+    if cfg.get("device", "auto") != "auto":
+        return
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n > 1:
+        cfg.device = f"cuda:{job_num % n}"
+        log.info("job %d pinned to %s", job_num, cfg.device)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from mixsearch.pipeline import run
@@ -26,6 +38,8 @@ def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     run_dir = hc.runtime.output_dir
     multirun = hc.mode == RunMode.MULTIRUN
+    if multirun:
+        _pin_gpu(cfg, hc.job.num)
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
         result = run(container)
