@@ -1,5 +1,6 @@
 """Encoder protocol and backends (open_clip, transformers, precomputed, toy)."""
 
 from mixsearch.encoders.base import Encoder, EncoderError
+from mixsearch.encoders.registry import available_encoders, build_encoder, register_encoder
 
-__all__ = ["Encoder", "EncoderError"]
+__all__ = ["Encoder", "EncoderError", "available_encoders", "build_encoder", "register_encoder"]

@@ -1,0 +1,75 @@
+"""Encoder registry: build an encoder from a backend name and keyword options.
+
+Built-in backends are referenced as ``"module:attribute"`` and imported on first use, so
+building an open_clip encoder does not import transformers and vice versa.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+
+from mixsearch.encoders.base import Encoder, EncoderError
+
+Factory = Callable[..., Encoder]
+
+_REGISTRY: dict[str, Factory | str] = {
+    "open_clip": "mixsearch.encoders.openclip:OpenClipEncoder",
+    "hf": "mixsearch.encoders.hf:HFEncoder",
+    "precomputed": "mixsearch.encoders.precomputed:load_precomputed",
+}
+
+
+def register_encoder(name: str, factory: Factory | str, *, overwrite: bool = False) -> None:
+    """Register a backend.
+
+    Args:
+        name: backend name used in configs (``build_encoder(name, ...)``).
+        factory: a callable returning an :class:`Encoder`, or ``"module:attribute"``
+            naming one (imported when first built).
+        overwrite: replace an existing registration instead of raising.
+
+    Raises:
+        EncoderError: ``name`` is taken and ``overwrite`` is False.
+    """
+    if name in _REGISTRY and not overwrite and _REGISTRY[name] is not factory:
+        raise EncoderError(f"encoder backend {name!r} is already registered")
+    _REGISTRY[name] = factory
+
+
+def available_encoders() -> list[str]:
+    """Names of the registered backends."""
+    return sorted(_REGISTRY)
+
+
+def _resolve(name: str) -> Factory:
+    factory = _REGISTRY[name]
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+        _REGISTRY[name] = factory
+    return factory
+
+
+def build_encoder(backend: str, **kwargs: object) -> Encoder:
+    """Build the encoder of ``backend`` with its keyword options.
+
+    Args:
+        backend: a registered backend name (``"open_clip"``, ``"hf"``, ``"precomputed"``, ...).
+        **kwargs: the backend's constructor options.
+
+    Returns:
+        The encoder.
+
+    Raises:
+        EncoderError: unknown backend, an option the backend does not take, or a build error.
+    """
+    if backend not in _REGISTRY:
+        raise EncoderError(f"unknown encoder backend {backend!r}; known: {available_encoders()}")
+    factory = _resolve(backend)
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as e:
+        raise EncoderError(f"encoder backend {backend!r}: bad options {sorted(kwargs)}: {e}") from e
+    return factory(**kwargs)
