@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -74,7 +75,9 @@ def search(
         ImportError: ``backend="faiss"`` without faiss installed.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"retrieval.backend: unknown backend {backend!r}; choose one of {BACKENDS}")
+        raise ValueError(
+            f"retrieval.backend: unknown backend {backend!r}; choose one of {BACKENDS}"
+        )
     q = _as_matrix(queries, "queries")
     d = _as_matrix(docs, "docs")
     if q.shape[1] != d.shape[1]:
@@ -84,12 +87,12 @@ def search(
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"retrieval.chunk_size must be a positive integer, got {chunk_size!r}")
     k = min(int(k), d.shape[0])
-    id_rank = _id_ranks(doc_ids, d.shape[0])
+    order = _IdOrder(doc_ids, d.shape[0])
     if k == 0 or q.shape[0] == 0:
         return TopK(np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64))
     if backend == "faiss":
-        return _search_faiss(q, d, k, id_rank)
-    return _search_exact(q, d, k, id_rank, chunk_size, _resolve_device(device))
+        return _search_faiss(q, d, k, order)
+    return _search_exact(q, d, k, order, chunk_size, _resolve_device(device))
 
 
 def _as_matrix(x: np.ndarray, name: str) -> np.ndarray:
@@ -103,19 +106,40 @@ def _as_matrix(x: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-def _id_ranks(doc_ids: Sequence[str] | None, n: int) -> torch.Tensor:
-    """Rank of each doc row in ascending id order: the secondary sort key."""
-    if doc_ids is None:
-        return torch.arange(n, dtype=torch.int64)
-    if len(doc_ids) != n:
-        raise ValueError(f"doc_ids has {len(doc_ids)} ids but docs has {n} rows")
-    order = sorted(range(n), key=doc_ids.__getitem__)
-    for a, b in zip(order, order[1:]):
-        if doc_ids[a] == doc_ids[b]:
-            raise ValueError(f"doc_ids: duplicate id {doc_ids[a]!r} (rows {a} and {b})")
-    ranks = torch.empty(n, dtype=torch.int64)
-    ranks[torch.tensor(order, dtype=torch.int64)] = torch.arange(n, dtype=torch.int64)
-    return ranks
+class _IdOrder:
+    """Ascending-id order of the doc rows: the secondary sort key of every result."""
+
+    def __init__(self, doc_ids: Sequence[str] | None, n: int) -> None:
+        if doc_ids is None:
+            self.row_of_rank = np.arange(n, dtype=np.int64)
+        else:
+            if len(doc_ids) != n:
+                raise ValueError(f"doc_ids has {len(doc_ids)} ids but docs has {n} rows")
+            self.row_of_rank = np.array(sorted(range(n), key=doc_ids.__getitem__), np.int64)
+            for a, b in pairwise(self.row_of_rank.tolist()):
+                if doc_ids[a] == doc_ids[b]:
+                    raise ValueError(f"doc_ids: duplicate id {doc_ids[a]!r} (rows {a} and {b})")
+        self.rank_of_row = np.empty(n, np.int64)
+        self.rank_of_row[self.row_of_rank] = np.arange(n, dtype=np.int64)
+
+    def select(self, scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k by (-score, id) of the candidates in each row of ``scores``/``rows``.
+
+        Each (score, id rank) pair is packed into one int64 whose ascending order is the result
+        order, so one plain sort does the lexicographic sort and the scores decode back exactly.
+        """
+        sortable = _sortable_int32(scores.astype(np.float32) + np.float32(0))  # -0.0 -> +0.0
+        keys = (~sortable).astype(np.int64) << 32 | self.rank_of_row[rows]
+        keys = np.sort(keys, axis=1)[:, :k]
+        scores = _sortable_int32(~(keys >> 32).astype(np.int32)).view(np.float32)
+        return scores, self.row_of_rank[keys & 0xFFFFFFFF]
+
+
+def _sortable_int32(x: np.ndarray) -> np.ndarray:
+    """Map float32 bits to int32 with the same order (and back: the map is its own inverse)."""
+    bits = x.view(np.int32)
+    # Negative floats order by decreasing magnitude: flip their magnitude bits.
+    return np.where(bits >= 0, bits, bits ^ np.int32(0x7FFFFFFF))
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -127,37 +151,23 @@ def _resolve_device(device: str) -> torch.device:
         raise ValueError(f"retrieval.device: invalid device {device!r} ({err})") from err
 
 
-def _select(scores: torch.Tensor, rows: torch.Tensor, id_rank: torch.Tensor, k: int):
-    """Exact top-k of candidate sets by (-score, id rank); each input row holds its candidates.
-
-    Args:
-        scores: ``(n, m)`` candidate scores, ``m >= k``.
-        rows: ``(n, m)`` doc rows of the candidates.
-        id_rank: ``(nd,)`` rank of each doc row's id, on the same device.
-        k: results to keep.
-    """
-    # Sort by id rank, then a stable sort by score keeps id order within equal scores.
-    by_id = torch.argsort(id_rank[rows], dim=1)
-    scores, rows = scores.gather(1, by_id), rows.gather(1, by_id)
-    by_score = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
-    return scores.gather(1, by_score), rows.gather(1, by_score)
-
-
-def _block_topk(block: torch.Tensor, offset: int, k: int, id_rank: torch.Tensor):
+def _block_topk(block: torch.Tensor, offset: int, k: int, order: _IdOrder):
     """Exact tie-broken top-k of one score block whose columns are doc rows ``offset...``."""
     n_cols = block.shape[1]
     k = min(k, n_cols)
     m = min(k + _TIE_MARGIN, n_cols)
     vals, cols = torch.topk(block, m, dim=1, sorted=True)
-    out_s, out_r = _select(vals, cols + offset, id_rank, k)
+    vals, rows = vals.cpu().numpy(), cols.cpu().numpy() + offset
+    out_s, out_r = order.select(vals, rows, k)
     if m == n_cols:
         return out_s, out_r
     # A row is exact unless scores equal to its k-th score reach the last candidate: then some
     # tied docs may have been left out, so rescan that whole row.
-    spilled = torch.nonzero(vals[:, m - 1] == vals[:, k - 1]).flatten().tolist()
-    for r in spilled:
-        cand = torch.nonzero(block[r] >= vals[r, k - 1]).flatten()
-        s, rr = _select(block[r, cand][None], cand[None] + offset, id_rank, k)
+    for r in np.flatnonzero(vals[:, m - 1] == vals[:, k - 1]):
+        cand = torch.nonzero(block[r] >= float(vals[r, k - 1])).flatten()
+        s, rr = order.select(
+            block[r, cand].cpu().numpy()[None], cand.cpu().numpy()[None] + offset, k
+        )
         out_s[r], out_r[r] = s[0], rr[0]
     return out_s, out_r
 
@@ -166,7 +176,7 @@ def _search_exact(
     q: np.ndarray,
     d: np.ndarray,
     k: int,
-    id_rank: torch.Tensor,
+    order: _IdOrder,
     chunk_size: int | None,
     device: torch.device,
 ) -> TopK:
@@ -176,25 +186,28 @@ def _search_exact(
     d_chunk = min(nd, max(1, _MAX_BLOCK_ELEMENTS // q_chunk))
     docs_t = torch.from_numpy(d).to(device)
     queries_t = torch.from_numpy(q)
-    id_rank = id_rank.to(device)
+    # One reused score buffer: a fresh large block per chunk costs page faults on the CPU.
+    buffer = torch.empty(q_chunk * d_chunk, dtype=torch.float32, device=device)
     scores = np.empty((nq, k), np.float32)
     indices = np.empty((nq, k), np.int64)
     with torch.inference_mode():
         for qs in range(0, nq, q_chunk):
             qb = queries_t[qs : qs + q_chunk].to(device)
-            best_s, best_r = None, None
+            best = None
             for ds in range(0, nd, d_chunk):
-                s, r = _block_topk(qb @ docs_t[ds : ds + d_chunk].T, ds, k, id_rank)
-                if best_s is not None:
-                    # Merging exact partial top-k's by the same rule is exact.
-                    s, r = _select(torch.cat([best_s, s], 1), torch.cat([best_r, r], 1), id_rank, k)
-                best_s, best_r = s, r
-            scores[qs : qs + q_chunk] = best_s.cpu().numpy()
-            indices[qs : qs + q_chunk] = best_r.cpu().numpy()
+                db = docs_t[ds : ds + d_chunk]
+                block = buffer[: qb.shape[0] * db.shape[0]].view(qb.shape[0], db.shape[0])
+                part = _block_topk(torch.mm(qb, db.T, out=block), ds, k, order)
+                if best is not None:  # merging exact partial top-k's by the same rule is exact
+                    part = order.select(
+                        np.hstack([best[0], part[0]]), np.hstack([best[1], part[1]]), k
+                    )
+                best = part
+            scores[qs : qs + q_chunk], indices[qs : qs + q_chunk] = best
     return TopK(scores, indices)
 
 
-def _search_faiss(q: np.ndarray, d: np.ndarray, k: int, id_rank: torch.Tensor) -> TopK:
+def _search_faiss(q: np.ndarray, d: np.ndarray, k: int, order: _IdOrder) -> TopK:
     try:
         import faiss
     except ImportError as err:
@@ -212,8 +225,8 @@ def _search_faiss(q: np.ndarray, d: np.ndarray, k: int, id_rank: torch.Tensor) -
     # as many candidates; with all nd docs as candidates the selection is exact.
     while todo.size:
         vals, rows = index.search(q[todo], m)
-        s, r = _select(torch.from_numpy(vals), torch.from_numpy(rows), id_rank, k)
+        s, r = order.select(vals, rows, k)
         done = np.ones(todo.size, bool) if m == nd else vals[:, m - 1] != vals[:, k - 1]
-        scores[todo[done]], indices[todo[done]] = s.numpy()[done], r.numpy()[done]
+        scores[todo[done]], indices[todo[done]] = s[done], r[done]
         todo, m = todo[~done], min(2 * m, nd)
     return TopK(scores, indices)
