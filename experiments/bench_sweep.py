@@ -1,0 +1,91 @@
+"""Time a 21-point α sweep of ``evaluate`` against one run on cached (synthetic) embeddings.
+
+Usage: ``python experiments/bench_sweep.py [--queries 1000] [--docs 4421] [--dim 768]``
+
+Prints the cost of one ``evaluate`` call, of the sweep done naively (21 ``evaluate`` calls) and
+of the sweep through one :class:`~mixsearch.evaluate.Evaluator` (prepared once, 21 ``run``
+calls), and the ratios sweep total / single run. The corpus is MixBench-like (released 1:1:1
+mix, one relevant doc per query) and calibration is GR with cross-fitted means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from mixsearch.data.benchmark import Benchmark, ImageRef, Record
+from mixsearch.embed.embeddings import Embeddings
+from mixsearch.evaluate import Evaluator, evaluate
+
+ALPHAS = [round(a, 2) for a in np.arange(0.0, 1.01, 0.05)]  # the seed's setting-2 grid
+
+
+def synthetic(n_q: int, n_docs: int, dim: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    sem = rng.standard_normal((n_docs, dim), dtype=np.float32)
+
+    def emb(rows):
+        offset = 3 * rng.standard_normal(dim, dtype=np.float32) / np.sqrt(dim)
+        return rows / np.sqrt(dim) + offset + 0.5 * rng.standard_normal(rows.shape, dtype=np.float32) / np.sqrt(dim)
+
+    img = ImageRef(data=b"-", origin="bench")
+    qids, dids = [str(i) for i in range(n_q)], [f"d{i}" for i in range(n_docs)]
+    kinds = ["text", "image", "image+text"]
+    mixed = [Record(d, text="t" if kinds[i % 3] != "image" else None,
+                    image=img if kinds[i % 3] != "text" else None) for i, d in enumerate(dids)]
+    bench = Benchmark("bench", [Record(q, text="q") for q in qids],
+                      [Record(d, text="t", image=img) for d in dids],
+                      {q: {dids[i]: 1} for i, q in enumerate(qids)}, mixed_corpus=mixed)
+    embs = {"queries/text": Embeddings(qids, emb(sem[:n_q])),
+            "corpus/text": Embeddings(dids, emb(sem)), "corpus/image": Embeddings(dids, emb(sem))}
+    return bench, embs
+
+
+def timed(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--docs", type=int, default=4421)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    bench, embs = synthetic(args.queries, args.docs, args.dim)
+    cfg = {"corpus": {"mode": "released"}, "calibration": {"method": "gr", "source": "crossfit"},
+           "retrieval": {"k": 100, "device": args.device}}
+    evaluate(bench, embs, fusion={"alpha": 0.5}, **cfg)  # warm-up (imports, torch threads)
+
+    single = timed(lambda: evaluate(bench, embs, fusion={"alpha": 0.5}, **cfg), repeat=3)
+    naive = timed(lambda: [evaluate(bench, embs, fusion={"alpha": a}, **cfg) for a in ALPHAS])
+
+    def sweep():
+        ev = Evaluator(bench, embs, **cfg)
+        return [ev.run({"alpha": a}) for a in ALPHAS]
+
+    prepared = timed(sweep)
+    ev = Evaluator(bench, embs, **cfg)
+    prepare = timed(lambda: Evaluator(bench, embs, **cfg), repeat=3)
+    point = timed(lambda: ev.run({"alpha": 0.5}), repeat=3)
+
+    n = len(ALPHAS)
+    print(f"Q={args.queries} D={args.docs} d={args.dim} device={args.device}, {n} alphas")
+    print(f"one evaluate():                  {single * 1e3:8.1f} ms")
+    print(f"  of which Evaluator prepare:    {prepare * 1e3:8.1f} ms")
+    print(f"  of which one run() (per alpha):{point * 1e3:8.1f} ms")
+    print(f"sweep, {n} x evaluate():          {naive * 1e3:8.1f} ms  = {naive / single:5.2f} x one run")
+    print(f"sweep, Evaluator + {n} x run():   {prepared * 1e3:8.1f} ms  = {prepared / single:5.2f} x one run")
+    print(f"marginal cost of a sweep point:  {(prepared - single) / (n - 1) / single:5.2f} x one run")
+
+
+if __name__ == "__main__":
+    main()

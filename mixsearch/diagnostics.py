@@ -1,0 +1,115 @@
+"""Modality diagnostics: the gap, similarity by modality, what the top-k shows, and scores by
+the modality of the relevant document.
+
+All inputs are L2-normalised (or calibrated-and-renormalised) vectors. The mean cosine over all
+query-doc pairs equals the dot product of the query centroid and the doc centroid, so none of
+these needs the full score matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mixsearch.data.benchmark import MODALITIES, DataError, Qrels
+
+
+def centroid(rows: np.ndarray) -> np.ndarray | None:
+    """Mean row, or ``None`` for an empty set."""
+    return rows.mean(axis=0, dtype=np.float64) if len(rows) else None
+
+
+def centroid_distance(a: np.ndarray, b: np.ndarray) -> float | None:
+    """L2 distance between the centroids of two sets of rows (``None`` if either is empty)."""
+    ca, cb = centroid(a), centroid(b)
+    return None if ca is None or cb is None else float(np.linalg.norm(ca - cb))
+
+
+def modality_gap(
+    *,
+    doc_text: tuple[np.ndarray, np.ndarray],
+    doc_image: tuple[np.ndarray, np.ndarray],
+    queries: tuple[np.ndarray, np.ndarray],
+) -> dict[str, float | None]:
+    """Centroid distances before and after calibration.
+
+    Each argument is a ``(before, after)`` pair of row sets: normalised embeddings, and the
+    calibrated, renormalised ones. Docs contribute the parts they show (an image+text doc both).
+
+    Returns:
+        ``centroid_distance_before/after`` (doc text vs doc image),
+        ``query_doc_image_distance_before/after`` and ``query_doc_text_distance_before/after``.
+    """
+    out: dict[str, float | None] = {}
+    pairs = {"centroid_distance": (doc_text, doc_image),
+             "query_doc_image_distance": (queries, doc_image),
+             "query_doc_text_distance": (queries, doc_text)}
+    for name, (a, b) in pairs.items():
+        out[f"{name}_before"] = centroid_distance(a[0], b[0])
+        out[f"{name}_after"] = centroid_distance(a[1], b[1])
+    return out
+
+
+def mean_cosine(
+    queries: np.ndarray,
+    query_roles: Sequence[str],
+    docs: np.ndarray,
+    doc_modalities: Sequence[str],
+) -> dict[str, dict[str, float]]:
+    """Mean score per (query role, doc modality) over all pairs: ``{role: {modality: cos}}``."""
+    roles, mods = np.asarray(query_roles), np.asarray(doc_modalities)
+    out: dict[str, dict[str, float]] = {}
+    for role in sorted(set(roles.tolist())):
+        q = centroid(queries[roles == role])
+        out[role] = {m: float(q @ centroid(docs[mods == m])) for m in MODALITIES if (mods == m).any()}
+    return out
+
+
+def topk_modality_share(
+    indices: np.ndarray, doc_modalities: Sequence[str], k: int = 10
+) -> dict[str, object]:
+    """Share of each doc modality among the top-k results vs its share of the corpus.
+
+    Args:
+        indices: ``(nq, >= k)`` ranked doc rows.
+        doc_modalities: modality of each doc row.
+        k: cut-off (clipped to the number of ranked docs).
+    """
+    mods = np.asarray(doc_modalities)
+    top = mods[indices[:, :k]].ravel()
+    return {
+        "k": int(min(k, indices.shape[1])),
+        "topk": {m: float((top == m).mean()) if top.size else 0.0 for m in MODALITIES},
+        "corpus": {m: float((mods == m).mean()) if mods.size else 0.0 for m in MODALITIES},
+    }
+
+
+def target_modalities(qrels: Qrels, assignment: dict[str, str]) -> dict[str, str]:
+    """Modality of each query's relevant docs (grade > 0); ``"several"`` when they differ.
+
+    Raises:
+        DataError: a judged relevant doc is not in the corpus (names the query and doc id).
+    """
+    out = {}
+    for qid, judged in qrels.items():
+        mods = set()
+        for cid, grade in judged.items():
+            if grade > 0:
+                if cid not in assignment:
+                    raise DataError(f"qrels: query {qid!r} judges doc {cid!r}, not in the corpus")
+                mods.add(assignment[cid])
+        out[qid] = mods.pop() if len(mods) == 1 else "several" if mods else "none"
+    return out
+
+
+def by_target_modality(per_query: pd.DataFrame, column: str = "target_modality") -> dict[str, dict]:
+    """Mean of every numeric per-query measure, grouped by target modality, with counts."""
+    numeric = [c for c in per_query.columns
+               if c != column and c != "first_rel_rank" and pd.api.types.is_numeric_dtype(per_query[c])]
+    out: dict[str, dict] = {}
+    for mod, group in per_query.groupby(column, sort=True):
+        out[str(mod)] = {"n_queries": int(len(group)),
+                         **{c: float(group[c].mean()) for c in numeric}}
+    return out

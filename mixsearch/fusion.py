@@ -1,0 +1,169 @@
+"""Normalisation, mean subtraction and fusion: from raw embeddings to the vectors we search.
+
+Order (PAPER.md §2, as the seed code does): L2-normalise each raw embedding → for image+text
+items fuse ``α·t̂ + (1−α)·î`` → subtract the mean (``α·t̄ + (1−α)·ī`` for fused items) →
+L2-normalise → dot product. Subtracting the fused mean from the fused vector equals fusing the
+centred parts, ``α(t̂ − t̄) + (1−α)(î − ī)``, so the centred parts are computed once
+(:func:`centre`) and each α only recombines them (:func:`fuse`): an α sweep never repeats the
+normalisation or the calibration.
+
+``alpha`` is the TEXT weight (1 = text only, 0 = image only). Means are arrays of shape ``(d,)``
+(one mean for all rows) or ``(n, d)`` (one per row, e.g. cross-fitted); ``None`` means no
+calibration (the CLIP baseline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+FUSION_METHODS = ("weighted", "score")
+QUERY_MODES = ("text", "image", "weighted")
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float32); all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, np.float32(1e-12))
+
+
+@dataclass
+class Views:
+    """The text and image parts of a list of items (queries or docs) that a run shows.
+
+    Attributes:
+        ids: item ids in row order.
+        text: ``(n, d)`` text rows (zero where the item shows no text).
+        image: ``(n, d)`` image rows (zero where the item shows no image).
+        has_text: ``(n,)`` bool, the item shows its text.
+        has_image: ``(n,)`` bool, the item shows its image.
+    """
+
+    ids: list[str]
+    text: np.ndarray
+    image: np.ndarray
+    has_text: np.ndarray
+    has_image: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not (self.has_text | self.has_image).all():
+            bad = self.ids[int(np.flatnonzero(~(self.has_text | self.has_image))[0])]
+            raise ValueError(f"item {bad!r} shows neither text nor image")
+
+    @property
+    def modalities(self) -> np.ndarray:
+        """Per-row modality label: ``text``, ``image`` or ``image+text``."""
+        out = np.where(self.has_text, "text", "image").astype(object)
+        out[self.has_text & self.has_image] = "image+text"
+        return out
+
+    def select(self, mode: str) -> Views:
+        """Restrict to the parts a query mode uses: ``text``, ``image`` or ``weighted`` (both).
+
+        Raises:
+            ValueError: an unknown ``fusion.query``, or an item lacking the part it asks for.
+        """
+        if mode == "weighted":
+            return self
+        if mode not in QUERY_MODES:
+            raise ValueError(f"fusion.query: unknown mode {mode!r}; choose one of {QUERY_MODES}")
+        keep = self.has_text if mode == "text" else self.has_image
+        if not keep.all():
+            bad = self.ids[int(np.flatnonzero(~keep)[0])]
+            raise ValueError(f"fusion.query={mode}: query {bad!r} has no {mode}")
+        zeros = np.zeros_like(keep)
+        return replace(self, has_text=keep if mode == "text" else zeros,
+                       has_image=keep if mode == "image" else zeros)
+
+
+def make_views(
+    ids: list[str],
+    text: np.ndarray | None,
+    image: np.ndarray | None,
+    has_text: np.ndarray,
+    has_image: np.ndarray,
+) -> Views:
+    """L2-normalise raw rows into :class:`Views` (rows an item does not show become zero)."""
+    dim = (text if text is not None else image).shape[1]
+    parts = []
+    for rows, mask in ((text, has_text), (image, has_image)):
+        out = np.zeros((len(ids), dim), np.float32)
+        if rows is not None:
+            out[mask] = l2_normalise(rows[mask])
+        parts.append(out)
+    return Views(list(ids), parts[0], parts[1], np.asarray(has_text, bool), np.asarray(has_image, bool))
+
+
+def centre(views: Views, text_mean: np.ndarray | None, image_mean: np.ndarray | None) -> Views:
+    """Subtract the modality means from the (normalised) parts; ``None`` subtracts nothing.
+
+    The result is not renormalised: :func:`fuse` combines and then normalises.
+    """
+    text = views.text if text_mean is None else (views.text - text_mean) * views.has_text[:, None]
+    image = (
+        views.image if image_mean is None else (views.image - image_mean) * views.has_image[:, None]
+    )
+    return replace(views, text=text.astype(np.float32), image=image.astype(np.float32))
+
+
+def fuse(centred: Views, *, method: str = "weighted", alpha: float = 0.5) -> np.ndarray:
+    """The searched vectors from centred parts.
+
+    * ``weighted`` (embedding fusion): ``normalise(α·t + (1−α)·i)`` for image+text rows.
+    * ``score`` (late fusion): ``α·normalise(t) + (1−α)·normalise(i)``, so its dot product with a
+      query is ``α·s(q, text) + (1−α)·s(q, image)``, each side calibrated with its own mean.
+
+    Unimodal rows are ``normalise(t)`` or ``normalise(i)`` under both methods.
+
+    Raises:
+        ValueError: unknown ``fusion.method`` or ``alpha`` outside [0, 1] (``fusion.alpha``).
+    """
+    if method not in FUSION_METHODS:
+        raise ValueError(f"fusion.method: unknown method {method!r}; choose one of {FUSION_METHODS}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"fusion.alpha: the text weight must be in [0, 1], got {alpha!r}")
+    both = centred.has_text & centred.has_image
+    w_text = np.where(both, np.float32(alpha), np.float32(1.0))[:, None]
+    w_image = np.where(both, np.float32(1.0 - alpha), np.float32(1.0))[:, None]
+    if method == "weighted":
+        return l2_normalise(w_text * centred.text + w_image * centred.image)
+    return w_text * l2_normalise(centred.text) + w_image * l2_normalise(centred.image)
+
+
+def build_query_matrix(
+    views: Views,
+    *,
+    mode: str = "weighted",
+    alpha: float = 0.5,
+    text_mean: np.ndarray | None = None,
+    image_mean: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Searched query vectors: text, image or both fused with ``alpha`` (``fusion.query_alpha``).
+
+    Args:
+        views: normalised query parts (:func:`make_views`).
+        mode: ``text`` | ``image`` | ``weighted`` (image+text queries fused; others keep the
+            single part they have).
+        alpha: text weight of fused queries.
+        text_mean: the query-text mean (``None``: no calibration).
+        image_mean: the query-image mean.
+
+    Returns:
+        ``(matrix (n, d), ids)``.
+    """
+    used = views.select(mode)
+    return fuse(centre(used, text_mean, image_mean), method="weighted", alpha=alpha), used.ids
+
+
+def build_doc_matrix(
+    views: Views,
+    *,
+    method: str = "weighted",
+    alpha: float = 0.5,
+    text_mean: np.ndarray | None = None,
+    image_mean: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Searched doc vectors (see :func:`fuse`); returns ``(matrix (n, d), ids)``."""
+    return fuse(centre(views, text_mean, image_mean), method=method, alpha=alpha), views.ids
