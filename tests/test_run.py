@@ -1,0 +1,115 @@
+"""`python run.py` end to end in a subprocess: results contract, cache reuse, multirun, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tiny_models import make_tiny_openclip
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def shared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One generated toy benchmark for every run in this module (generation takes seconds)."""
+    return tmp_path_factory.mktemp("data")
+
+
+def _env(tmp: Path, data: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        MIXSEARCH_DATA_DIR=str(data),
+        MIXSEARCH_CACHE_DIR=str(tmp / "cache"),
+        MIXSEARCH_LOG_DIR=str(tmp / "outputs"),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        WANDB_MODE="disabled",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], ok: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "run.py", *args, "embed.progress=false"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _run_dirs(tmp: Path, kind: str) -> list[Path]:
+    return sorted(p.parent for p in (tmp / "outputs" / "mixsearch" / kind).rglob("metrics.json"))
+
+
+def _cache_snapshot(cache: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in cache.rglob("*") if p.is_file()}
+
+
+def test_default_run_writes_contract_and_second_run_uses_cache(tmp_path: Path, shared_data: Path) -> None:
+    env = _env(tmp_path, shared_data)
+    first = _run([], env)
+    assert "ndcg@10=" in first.stdout and "recall@1=" in first.stdout
+    assert "encoded" in first.stdout
+    [run_dir] = _run_dirs(tmp_path, "runs")
+    result = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("metrics", "by_target_modality", "topk_modality_share", "gap", "calibration",
+                "config", "versions"):
+        assert key in result, key
+    assert 0.0 <= result["metrics"]["ndcg@10"] <= 1.0
+    assert result["config"]["calibration"]["method"] == "none"
+    assert result["config"]["fusion"]["alpha"] == 0.5
+    per_query = pd.read_csv(run_dir / "per_query.csv")
+    assert len(per_query) == result["benchmark"]["n_queries"]
+    assert per_query["ndcg@10"].mean() == pytest.approx(result["metrics"]["ndcg@10"], abs=1e-9)
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "ok"
+
+    before = _cache_snapshot(tmp_path / "cache")
+    second = _run([], env)
+    assert "taken from the cache" in second.stdout and "encoded" not in second.stdout
+    assert _cache_snapshot(tmp_path / "cache") == before  # a hit reads only
+    runs = _run_dirs(tmp_path, "runs")
+    assert len(runs) == 2
+    again = json.loads((runs[-1] / "metrics.json").read_text())
+    assert again["metrics"] == result["metrics"]
+
+
+def test_multirun_over_two_model_configs(tmp_path: Path, shared_data: Path) -> None:
+    conf = tmp_path / "extra_conf" / "model"
+    conf.mkdir(parents=True)
+    for name, seed in (("tiny_a", 1), ("tiny_b", 2)):
+        folder = make_tiny_openclip(tmp_path / name, seed=seed)
+        (conf / f"{name}.yaml").write_text(
+            "_target_: mixsearch.encoders.openclip.OpenClipEncoder\n"
+            f"model_name: local-dir:{folder}\ndevice: cpu\n"
+        )
+    env = _env(tmp_path, shared_data)
+    _run(["-m", "model=tiny_a,tiny_b", "calibration=gr",
+          f"hydra.searchpath=[file://{tmp_path / 'extra_conf'}]"], env)
+    runs = _run_dirs(tmp_path, "multiruns")
+    assert len(runs) == 2
+    results = [json.loads((d / "metrics.json").read_text()) for d in runs]
+    assert {r["config"]["model"]["model_name"].split("/")[-1] for r in results} == {"tiny_a", "tiny_b"}
+    assert all(r["calibration"]["method"] == "gr" for r in results)
+    # different weights, different embeddings: the jobs did not share a cache entry
+    assert results[0]["embedding"]["encoded_items"] > 0 and results[1]["embedding"]["encoded_items"] > 0
+
+
+def test_bad_options_fail_with_a_message_naming_them(tmp_path: Path, shared_data: Path) -> None:
+    env = _env(tmp_path, shared_data)
+    proc = _run(["model=no_such_model"], env, ok=False)
+    assert proc.returncode != 0 and "no_such_model" in proc.stderr
+    missing = tmp_path / "nowhere"
+    proc = _run(["dataset=mixbench_mscoco", f"dataset.root={missing}"], env, ok=False)
+    assert proc.returncode != 0 and str(missing) in proc.stderr
+    proc = _run(["calibration.method=bogus"], env, ok=False)
+    assert proc.returncode != 0 and "calibration.method" in proc.stderr
