@@ -27,13 +27,11 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,13 +39,13 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from mixsearch.encoders.base import Encoder
+from mixsearch.tracking import package_versions
 
 log = logging.getLogger(__name__)
 
 STORE_DTYPES = ("float32", "float16")
 MANIFEST = "manifest.json"
 _TMP_SUFFIX = ".tmp"
-_VERSIONED = ("numpy", "torch", "open_clip_torch", "transformers", "mixsearch")
 
 
 @dataclass
@@ -103,17 +101,6 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, ensure_ascii=False).encode()))
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape the embeddings (recorded in manifests)."""
-    out = {"python": sys.version.split()[0]}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 class CacheEntry:
