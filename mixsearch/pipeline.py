@@ -3,9 +3,11 @@ score → record. The config is a plain dict (``run.py`` resolves the Hydra conf
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 
 from mixsearch.config import ConfigError, build, section
-from mixsearch.data.benchmark import Benchmark, Record
+from mixsearch.data.benchmark import Benchmark
 from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
 from mixsearch.embed.extract import embed_benchmark, embed_records
@@ -30,6 +32,27 @@ _CALIBRATION_ROLES = {
     "calibration/corpus/image": "doc_image",
 }
 _FIELD_OF_ROLE = {"query_text": "text", "query_image": "image", "doc_text": "text", "doc_image": "image"}
+
+
+# Jobs of a multirun with the basic launcher share one process. Sweeps over calibration,
+# fusion or corpus options reuse the same benchmark and encoder: build each once, not once per
+# job (a CLIP-L checkpoint takes seconds to load, the evaluation itself milliseconds). Only the
+# most recent few are kept so a sweep over models does not hold every model in memory.
+_MEMO: OrderedDict[str, Any] = OrderedDict()
+_MEMO_SIZE = 2
+
+
+def build_shared(spec: dict[str, Any], option: str) -> Any:
+    """:func:`~mixsearch.config.build`, reusing the object built from an identical section."""
+    key = option + ":" + json.dumps(spec, sort_keys=True, default=str)
+    if key in _MEMO:
+        _MEMO.move_to_end(key)
+        return _MEMO[key]
+    obj = build(spec, option)
+    _MEMO[key] = obj
+    while len(_MEMO) > _MEMO_SIZE:
+        _MEMO.popitem(last=False)
+    return obj
 
 
 def seed_everything(seed: int) -> None:
@@ -163,9 +186,9 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
     corpus_cfg, cal_cfg = section(cfg, "corpus"), section(cfg, "calibration")
     embed_cfg = section(cfg, "embed")
 
-    bench = build(cfg["dataset"], "dataset")
+    bench = build_shared(cfg["dataset"], "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
-    encoder = build(cfg["model"], "model")
+    encoder = build_shared(cfg["model"], "model")
     cache_dir = cfg["paths"].get("cache_dir")
     cache = EmbeddingCache(cache_dir) if cache_dir else None
 

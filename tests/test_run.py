@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from tiny_models import make_tiny_openclip
 
 ROOT = Path(__file__).resolve().parents[1]
