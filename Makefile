@@ -37,3 +37,66 @@ clean: ## Remove outputs/ and caches (keeps data/)
 # ---------------------------------------------------------------------------------------
 # Paper reproduction (tables and figures)
 # ---------------------------------------------------------------------------------------
+# Each target = a Hydra multirun of conf/experiment/paper/<setting>.yaml + the report
+# (experiments/report.py). Results: $(OUT)/$(BENCH)/<time>/{mixbench,setting1,setting2} (sweeps)
+# and {table1,figure2,figure3,figure4,report}/ (artefacts). Variables:
+#   BENCH=mixbench|toy   toy = the same targets on the offline toy benchmark and toy model
+#   MODELS=a,b           model configs (default: the paper's five CLIP-family models)
+#   LAUNCHER=basic|local|slurm|joblib    hydra/launcher (slurm: site settings in conf/local/)
+#   LOGGER=none|csv|wandb  WANDB_MODE=online|offline  WANDB_PROJECT=mixsearch  OUT=outputs/paper
+#   HYDRA_ARGS="dataset.root=/data/MixBench25 paths.hf_cache=/shared/hf"  extra overrides
+BENCH ?= mixbench
+LAUNCHER ?= basic
+LOGGER ?= none
+WANDB_MODE ?= online
+WANDB_PROJECT ?= mixsearch
+OUT ?= outputs/paper
+HYDRA_ARGS ?=
+STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
+RUN_DIR := $(OUT)/$(BENCH)/$(STAMP)
+
+ifeq ($(BENCH),toy)
+MODELS ?= toy
+DATASETS := toy
+# overrides the experiments' dataset sweep: both toy subsets instead of the MixBench ones
+BENCH_ARGS := dataset=toy dataset.subset=ToyCOCO,ToyOVEN
+else ifeq ($(BENCH),mixbench)
+MODELS ?= clip_b16,clip_l14_336,openclip_b16,openclip_l14,siglip_so400m
+DATASETS := mixbench_google_wit,mixbench_mscoco,mixbench_oven,mixbench_visualnews
+BENCH_ARGS :=
+else
+$(error BENCH=$(BENCH): choose mixbench or toy)
+endif
+
+WANDB_ON := $(filter wandb,$(LOGGER))
+LOGGER_ARGS := logger=$(LOGGER) $(if $(WANDB_ON),logger.mode=$(WANDB_MODE) logger.project=$(WANDB_PROJECT))
+REPORT_ARGS := $(if $(WANDB_ON),--wandb --wandb-mode $(WANDB_MODE) --wandb-project $(WANDB_PROJECT))
+REPORT := $(PYTHON) -m experiments.report
+
+.PHONY: download table1 figure2 figure3 figure4 reproduce
+
+download: ## Pre-fetch the models and datasets of a reproduction into the caches (needs the hub)
+	$(PYTHON) -m experiments.download --models $(MODELS) --datasets $(DATASETS) $(HYDRA_ARGS)
+
+# One sweep per paper setting and make invocation (table1 and figure4 share the mixbench one).
+# The cache check fails fast, before any job, when a model or dataset is not pre-downloaded.
+$(RUN_DIR)/%/multirun.yaml:
+	$(PYTHON) -m experiments.download --check --models $(MODELS) --datasets $(DATASETS) $(HYDRA_ARGS)
+	$(PYTHON) run.py -m experiment=paper/$* model=$(MODELS) hydra/launcher=$(LAUNCHER) \
+		hydra.sweep.dir=$(RUN_DIR)/$* $(LOGGER_ARGS) $(BENCH_ARGS) $(HYDRA_ARGS)
+
+table1: $(RUN_DIR)/mixbench/multirun.yaml ## Table 1: MixBench none vs GR, side by side with the paper
+	$(REPORT) $(RUN_DIR)/mixbench --out $(RUN_DIR)/table1 --figures table1 $(REPORT_ARGS)
+
+figure2: $(RUN_DIR)/setting1/multirun.yaml ## Figure 2: NDCG@10 vs image ratio p (none, GR, push-down)
+	$(REPORT) $(RUN_DIR)/setting1 --out $(RUN_DIR)/figure2 --figures figure2 $(REPORT_ARGS)
+
+figure3: $(RUN_DIR)/setting2/multirun.yaml ## Figure 3: NDCG@10 vs text weight alpha (none vs GR)
+	$(REPORT) $(RUN_DIR)/setting2 --out $(RUN_DIR)/figure3 --figures figure3 $(REPORT_ARGS)
+
+figure4: $(RUN_DIR)/mixbench/multirun.yaml ## Figure 4: per-subset NDCG@10 bars, none vs GR
+	$(REPORT) $(RUN_DIR)/mixbench --out $(RUN_DIR)/figure4 --figures figure4 $(REPORT_ARGS)
+
+reproduce: table1 figure2 figure3 figure4 ## All of the above, plus one combined report
+	$(REPORT) $(RUN_DIR)/mixbench $(RUN_DIR)/setting1 $(RUN_DIR)/setting2 --out $(RUN_DIR)/report $(REPORT_ARGS)
+	@echo "reproduction: $(RUN_DIR)/report/report.md"

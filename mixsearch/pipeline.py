@@ -86,7 +86,8 @@ def embed_all(
     if _needs_pools(cal_cfg):
         splits += [f"calibration/{k}" for k in sorted(bench.calibration)]
     embs, stats = embed_benchmark(encoder, bench, splits=tuple(splits), cache=cache, **embed_cfg)
-    incomplete = embs is None or any(v is None for v in embs.values())
+    # embed_benchmark leaves out the entries a shard-only job could not complete
+    incomplete = embs is None or len(embs) < len(stats)
     if _needs_screenshots(bench, corpus_cfg):
         from mixsearch.corpus import screenshot_records
 
@@ -225,6 +226,10 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
     return out
 
 
+def _num(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def format_summary(out: dict[str, Any]) -> str:
     """A few lines for the terminal: the main metrics and the modality diagnostics."""
     m = out["metrics"]
@@ -235,10 +240,10 @@ def format_summary(out: dict[str, Any]) -> str:
         "  " + "  ".join(f"{k}={m[k]:.4f}" for k in ("ndcg@10", "recall@1", "mrr@10", "ndcg@100") if k in m),
     ]
     gap = out.get("gap") or {}
-    if "centroid_distance_before" in gap:
+    if gap.get("centroid_distance_before") is not None:
         lines.append(
             f"  modality gap (text-image centroid distance): {gap['centroid_distance_before']:.3f}"
-            f" -> {gap.get('centroid_distance_after', float('nan')):.3f}"
+            f" -> {_num(gap.get('centroid_distance_after')):.3f}"
         )
     by = out.get("by_target_modality") or {}
     if by:

@@ -112,3 +112,173 @@ def start_tracker(cfg: dict[str, Any], run_dir: str | Path) -> Tracker:
     if name not in _TRACKERS:
         raise ValueError(f"logger.name: unknown tracker {name!r}; choose from {sorted(_TRACKERS)}")
     return _TRACKERS[name](cfg, run_dir)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "", sep: str = "/") -> dict[str, Any]:
+    """Nested dicts as one level: ``{"gap": {"after": 0.1}}`` -> ``{"gap/after": 0.1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, name, sep))
+        else:
+            out[name] = value
+    return out
+
+
+def _scalars(result: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of a result worth a dashboard: metrics top level, diagnostics prefixed."""
+    out = dict(result.get("metrics") or {})
+    for section in ("gap", "calibration", "corpus", "by_target_modality", "topk_modality_share"):
+        value = result.get(section)
+        if isinstance(value, dict):
+            out.update({k: v for k, v in flatten(value, section).items()
+                        if isinstance(v, (int, float, str, bool)) or v is None})
+    if "seconds" in result:
+        out["seconds"] = result["seconds"]
+    return out
+
+
+def sweep_group(run_dir: str | Path) -> str | None:
+    """Name of the sweep a job dir belongs to (its parent holds Hydra's ``multirun.yaml``)."""
+    parent = Path(run_dir).resolve().parent
+    return parent.name if (parent / "multirun.yaml").is_file() else None
+
+
+class CsvTracker(Tracker):
+    """Appends every run's results to one long-format CSV ledger shared by all jobs.
+
+    Columns ``time, run_dir, key, value``: one row per metric, diagnostic, figure and final
+    status, so runs with different metric sets share a header. Parallel jobs append under a
+    file lock.
+    """
+
+    COLUMNS = ("time", "run_dir", "key", "value")
+
+    def __init__(self, path: str | Path, run_dir: str | Path) -> None:
+        self.path = Path(path)
+        self.run_dir = str(run_dir)
+
+    def _append(self, items: dict[str, Any]) -> None:
+        from filelock import FileLock
+
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        rows = pd.DataFrame([(now, self.run_dir, k, v) for k, v in items.items()], columns=self.COLUMNS)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.path) + ".lock"):
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            rows.to_csv(self.path, mode="a", header=new, index=False)
+
+    def log_result(self, result: dict[str, Any], per_query: pd.DataFrame) -> None:
+        self._append(_scalars(result))
+
+    def log_figure(self, name: str, path: str | Path) -> None:
+        self._append({f"figure/{name}": str(path)})
+
+    def finish(self, ok: bool, error: BaseException | None = None) -> None:
+        items: dict[str, Any] = {"status": "ok" if ok else "failed"}
+        if error is not None:
+            items["error"] = f"{type(error).__name__}: {error}"
+        self._append(items)
+
+
+class WandbTracker(Tracker):
+    """One W&B run per job: config, summary metrics, per-modality tables and figures.
+
+    Args:
+        run_dir: the job's directory; W&B files go to ``<dir or WANDB_DIR or run_dir>/wandb``.
+        project: W&B project.
+        entity: W&B entity (team or user); None = the default of the logged-in user.
+        mode: ``online`` | ``offline`` | ``disabled``.
+        group: runs of one sweep share a group (default: the sweep dir's name).
+        tags: run tags (e.g. the experiment's name).
+        name: run name (default: the job's overrides).
+        job_type: ``eval`` for jobs, ``report`` for the paper report.
+        config: the resolved config recorded with the run.
+        dir: where W&B writes its files, overriding ``WANDB_DIR``.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        project: str,
+        entity: str | None = None,
+        mode: str = "online",
+        group: str | None = None,
+        tags: list[str] | tuple[str, ...] = (),
+        name: str | None = None,
+        job_type: str = "eval",
+        config: dict[str, Any] | None = None,
+        dir: str | Path | None = None,
+    ) -> None:
+        import wandb
+
+        if mode not in ("online", "offline", "disabled"):
+            raise ValueError(f"logger.mode: {mode!r} is not one of online, offline, disabled")
+        self._wandb = wandb
+        wandb_dir = Path(dir or os.environ.get("WANDB_DIR") or run_dir)
+        wandb_dir.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=project, entity=entity, mode=mode, group=group, tags=list(tags), name=name,
+            job_type=job_type, config=config, dir=str(wandb_dir),
+        )
+
+    def log_result(self, result: dict[str, Any], per_query: pd.DataFrame) -> None:
+        self.run.summary.update(_scalars(result))
+        by_mod = result.get("by_target_modality") or {}
+        if by_mod:
+            self.log_table("by_target_modality", pd.DataFrame.from_dict(by_mod, orient="index")
+                           .rename_axis("target_modality").reset_index())
+        share = result.get("topk_modality_share") or {}
+        if isinstance(share.get("topk"), dict):
+            frame = pd.DataFrame({"topk": share["topk"], "corpus": share.get("corpus", {})})
+            self.log_table("topk_modality_share", frame.rename_axis("modality").reset_index())
+
+    def log_table(self, name: str, frame: pd.DataFrame) -> None:
+        """Log a data frame as a ``wandb.Table``."""
+        self.run.log({name: self._wandb.Table(dataframe=frame)})
+
+    def log_figure(self, name: str, path: str | Path) -> None:
+        self.run.log({f"figures/{name}": self._wandb.Image(str(path))})
+
+    def finish(self, ok: bool, error: BaseException | None = None) -> None:
+        self.run.summary["status"] = "ok" if ok else "failed"
+        if error is not None:
+            self.run.summary["error"] = f"{type(error).__name__}: {error}"
+        # a non-zero exit code marks the run as failed in the W&B UI
+        self.run.finish(exit_code=0 if ok else 1)
+
+
+def _job_name(run_dir: Path) -> str:
+    """The job's Hydra overrides (``calibration=gr,corpus.p=0.5``), else the run dir's name."""
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    if overrides.is_file():
+        import yaml
+
+        items = yaml.safe_load(overrides.read_text(encoding="utf-8")) or []
+        if items:
+            return ",".join(str(i) for i in items)
+    return run_dir.name
+
+
+def _wandb_from_cfg(cfg: dict[str, Any], run_dir: str | Path) -> WandbTracker:
+    lg = cfg["logger"]
+    run_dir = Path(run_dir)
+    return WandbTracker(
+        run_dir, project=lg.get("project") or "mixsearch", entity=lg.get("entity"),
+        mode=lg.get("mode", "online"), group=lg.get("group") or sweep_group(run_dir),
+        tags=lg.get("tags") or (), name=lg.get("run_name") or _job_name(run_dir),
+        job_type=lg.get("job_type", "eval"), config=cfg, dir=lg.get("dir"),
+    )
+
+
+def _csv_from_cfg(cfg: dict[str, Any], run_dir: str | Path) -> CsvTracker:
+    path = cfg["logger"].get("path")
+    if not path:
+        raise ValueError("logger.path: the csv logger needs the path of its ledger file")
+    return CsvTracker(path, run_dir)
+
+
+register_tracker("wandb", _wandb_from_cfg)
+register_tracker("csv", _csv_from_cfg)

@@ -1,0 +1,154 @@
+"""Pre-fetch (or check) every model and dataset a reproduction needs, for offline compute nodes.
+
+    python -m experiments.download --models clip_b16,openclip_b16 --datasets mixbench_mscoco
+    python -m experiments.download --check --models ... --datasets ...   # cache only, no network
+
+Names are config names (``conf/model``, ``conf/dataset``); trailing ``key=value`` arguments are
+Hydra overrides applied to each (``paths.hf_cache=/shared/hf``, ``dataset.root=...``).
+transformers checkpoints and the MixBench repos are fetched with ``snapshot_download``,
+open_clip ``hf-hub:`` models through open_clip itself; the MixBench loader then runs once so
+its caches are complete. Local paths, the toy model and toy data need nothing. Exit status 2
+names everything missing and how to pre-download it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+HINT = ("`make download` (python -m experiments.download) must run on a machine with access to "
+        "the Hugging Face hub, writing into the HF_HOME / paths.hf_cache the compute nodes read.")
+_WEIGHTS = {"hf": ("model.safetensors", "pytorch_model.bin"),
+            "openclip": ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")}
+
+
+def _section(group: str, name: str, overrides: list[str]) -> dict[str, Any]:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"{group}={name}", *overrides], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # paths interpolate ${hydra:runtime.cwd}
+    return OmegaConf.to_container(cfg[group], resolve=True)
+
+
+def model_files(name: str, spec: dict[str, Any]) -> tuple[str, str, str | None] | None:
+    """``(backend, hub repo, revision)`` of a hub-backed model config, None for local ones."""
+    hub_name = str(spec.get("model_name") or "")
+    if hub_name.startswith("hf-hub:"):
+        return "openclip", hub_name.removeprefix("hf-hub:"), None
+    repo = spec.get("model_id_or_path")
+    if repo and not Path(str(repo)).exists() and "/" in str(repo):
+        return "hf", str(repo), spec.get("revision")
+    return None
+
+
+def check_model(name: str, spec: dict[str, Any]) -> str | None:
+    """None when the model is usable offline, else what is missing."""
+    from mixsearch.encoders.offline import hub_cached
+
+    found = model_files(name, spec)
+    if found is None:
+        return None
+    backend, repo, rev = found
+    config = "open_clip_config.json" if backend == "openclip" else "config.json"
+    cache = spec.get("cache_dir")
+    if hub_cached(repo, config, revision=rev, cache_dir=cache) and any(
+            hub_cached(repo, w, revision=rev, cache_dir=cache) for w in _WEIGHTS[backend]):
+        return None
+    return f"model {name}: {repo} is not in the hub cache ({cache or 'HF_HOME'})"
+
+
+def fetch_model(name: str, spec: dict[str, Any]) -> None:
+    """Download a hub-backed model into the cache its encoder reads."""
+    found = model_files(name, spec)
+    if found is None:
+        return
+    backend, repo, rev = found
+    if backend == "openclip":
+        import open_clip
+
+        open_clip.create_model_from_pretrained(f"hf-hub:{repo}", cache_dir=spec.get("cache_dir"))
+        open_clip.get_tokenizer(f"hf-hub:{repo}", cache_dir=spec.get("cache_dir"))
+    else:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(repo, revision=rev, cache_dir=spec.get("cache_dir"),
+                          allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors"])
+
+
+def _is_hub_dataset(spec: dict[str, Any]) -> bool:
+    return str(spec.get("_target_", "")).endswith("load_mixbench") and not spec.get("root")
+
+
+def fetch_dataset(name: str, spec: dict[str, Any]) -> None:
+    """Download a MixBench subset (hub repo files and pinned qrels), then load it once."""
+    from huggingface_hub import snapshot_download
+
+    from mixsearch.config import build
+
+    if not _is_hub_dataset(spec):
+        return
+    subset, cache = spec["subset"], spec.get("cache_dir")
+    snapshot_download(spec["repo"], repo_type="dataset", revision=spec.get("revision"),
+                      allow_patterns=[f"{subset}/*", "*.md", "*.json"], cache_dir=cache)
+    snapshot_download(spec["qrels_repo"], repo_type="dataset", revision=spec.get("qrels_revision"),
+                      allow_patterns=[f"{subset}/qrels/*"], cache_dir=cache)
+    build(spec, f"dataset ({name})")
+
+
+def check_dataset(name: str, spec: dict[str, Any]) -> str | None:
+    """None when the dataset loads from local files and caches only, else the loader's error."""
+    from mixsearch.config import build
+    from mixsearch.data.benchmark import DataError
+
+    if not _is_hub_dataset(spec):
+        return None
+    try:
+        build(spec, f"dataset ({name})")
+    except DataError as e:
+        return f"dataset {name}: {e}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.download",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="", help="comma-separated model config names")
+    parser.add_argument("--datasets", default="", help="comma-separated dataset config names")
+    parser.add_argument("--check", action="store_true",
+                        help="only check that everything is cached (never touches the network)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every config")
+    args = parser.parse_args(argv)
+    if args.check:  # before datasets/transformers are imported: they read these at import
+        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    items = [("model", m) for m in args.models.split(",") if m] + \
+            [("dataset", d) for d in args.datasets.split(",") if d]
+    problems = []
+    for group, name in items:
+        spec = _section(group, name, args.overrides)
+        if args.check:
+            problem = (check_model if group == "model" else check_dataset)(name, spec)
+        else:
+            try:
+                (fetch_model if group == "model" else fetch_dataset)(name, spec)
+                problem = None
+            except Exception as e:  # noqa: BLE001 - report every item, then fail once
+                problem = f"{group} {name}: {type(e).__name__}: {e}"
+        if problem:
+            problems.append(problem)
+        print(f"{group} {name}: {'MISSING' if problem else 'ok'}", file=sys.stderr)
+    if problems:
+        print("not available offline:\n  " + "\n  ".join(problems) + f"\n{HINT}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Paper-style report from sweep results: Table 1 beside the paper's numbers, figures 2–4.
+
+    python -m experiments.report <sweep dirs...> [--out DIR] [--figures table1 figure4 ...]
+    python -m experiments.report summarize <sweep dirs...> [--out DIR]   # summary.csv/.md only
+
+Artefacts in ``--out`` (default: the single sweep dir): ``summary.{csv,md}``,
+``table1.{md,csv}``, ``figure2..4.{png,pdf,csv}`` and ``report.md``. Jobs are matched to the
+paper by their model config name, ``calibration.method`` and ``dataset.subset``; results the
+paper has no number for (the toy benchmark, other models) show "–" in the paper columns.
+Exit status: 0, or 1 when some job of the sweeps did not finish ok (everything is still
+written), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from experiments import paper, plots
+from mixsearch.callbacks import Job, collect_jobs, markdown_table, write_summary
+from mixsearch.tracking import atomic_write_text
+
+ARTEFACTS = ("table1", "figure2", "figure3", "figure4")
+#: Which corpus mode each artefact reads (released = MixBench setting 3).
+CORPUS_MODE = {"table1": "released", "figure2": "replace", "figure3": "all_multimodal",
+               "figure4": "released"}
+NA = "–"
+
+
+def job_facts(jobs: list[Job]) -> pd.DataFrame:
+    """One row per finished job: model, calibration, benchmark, corpus, p, alpha, metrics.
+
+    Raises:
+        ValueError: a finished job has no ``.hydra/hydra.yaml`` naming its model, or its
+            ``metrics.json`` has no metrics (names the file).
+    """
+    rows = []
+    for job in jobs:
+        if job.status != "ok" or job.result is None:
+            continue
+        if "model" not in job.choices:
+            raise ValueError(f"{job.run_dir}/.hydra/hydra.yaml: missing; cannot tell the job's model")
+        res: dict[str, Any] = job.result
+        if not isinstance(res.get("metrics"), dict):
+            raise ValueError(f"{job.run_dir}/metrics.json: no 'metrics' section")
+        cfg = res.get("config") or {}
+        dataset = cfg.get("dataset") or {}
+        rows.append({
+            "model": job.choices["model"],
+            "calibration": (res.get("calibration") or {}).get("method")
+            or (cfg.get("calibration") or {}).get("method"),
+            "benchmark": dataset.get("subset") or (res.get("benchmark") or {}).get("name"),
+            "corpus": (res.get("corpus") or {}).get("mode") or (cfg.get("corpus") or {}).get("mode"),
+            "p": (cfg.get("corpus") or {}).get("p"),
+            "alpha": (cfg.get("fusion") or {}).get("alpha"),
+            **res["metrics"],
+            "run_dir": str(job.run_dir),
+        })
+    return pd.DataFrame(rows)
+
+
+def select(facts: pd.DataFrame, artefact: str, keys: list[str]) -> pd.DataFrame:
+    """The jobs an artefact reads, one per ``keys`` combination.
+
+    Raises:
+        ValueError: no job has the artefact's corpus mode, or two jobs share a key (names both).
+    """
+    mode = CORPUS_MODE[artefact]
+    data = facts[facts["corpus"] == mode] if len(facts) else facts
+    if data.empty:
+        raise ValueError(f"{artefact}: no finished job with corpus.mode={mode} in the given sweeps")
+    dup = data[data.duplicated(keys, keep=False)]
+    if not dup.empty:
+        first = dup.groupby(keys, sort=False)["run_dir"].apply(list).iloc[0]
+        raise ValueError(f"{artefact}: several jobs for the same {'/'.join(keys)}: {first}; "
+                         "pass sweeps that do not overlap")
+    return data
+
+
+def table1(facts: pd.DataFrame, out: Path) -> list[Path]:
+    """Table 1 in the paper's layout (rows = methods, cells = NDCG@10/NDCG@100/Recall@1) with
+    the paper's cell and the difference beside ours; plus the long-format CSV."""
+    data = select(facts, "table1", ["model", "calibration", "benchmark"])
+    long = []
+    for r in data.to_dict("records"):
+        for metric in paper.TABLE1_METRICS:
+            ref = paper.table1_value(r["model"], r["calibration"], r["benchmark"], metric)
+            ours = r.get(metric)
+            long.append({"method": _method(r["model"], r["calibration"]), "model": r["model"],
+                         "calibration": r["calibration"], "benchmark": r["benchmark"],
+                         "metric": metric, "ours": ours, "paper": ref,
+                         "diff": None if ref is None or ours is None else ours - ref,
+                         "run_dir": r["run_dir"]})
+    frame = pd.DataFrame(long)
+    atomic_write_text(out / "table1.csv", frame.to_csv(index=False))
+    benches = [b for b in paper.SUBSETS if b in set(frame["benchmark"])]
+    benches += sorted(set(frame["benchmark"]) - set(benches))
+    cells: dict[str, dict[str, str]] = {}
+    for (method, bench), group in frame.groupby(["method", "benchmark"], sort=False):
+        g = group.set_index("metric")
+        row = cells.setdefault(method, {"method": method})
+        row[f"{bench} ours"] = _triple(g["ours"])
+        row[f"{bench} paper"] = _triple(g["paper"])
+        row[f"{bench} Δ"] = _triple(g["diff"], signed=True)
+    columns = ["method"] + [f"{b} {c}" for b in benches for c in ("ours", "paper", "Δ")]
+    pairs = frame.drop_duplicates("method").set_index("method")[["model", "calibration"]]
+    order = sorted(cells, key=lambda m: _row_order(m, *pairs.loc[m]))
+    md = pd.DataFrame([cells[m] for m in order]).reindex(columns=columns).fillna("")
+    if frame["paper"].notna().any():
+        note = (f"Paper columns: appendix Table 1 of arXiv 2507.19054; Δ = ours − paper; "
+                f"{NA} = the paper has no such cell.")
+    else:
+        note = (f"**Not comparable with the paper** (benchmarks {', '.join(benches)}; models "
+                f"{', '.join(sorted(set(frame['model'])))}): the paper columns are shown as {NA}.")
+    text = "# Table 1: MixBench, NDCG@10 / NDCG@100 / Recall@1\n\n" + note + "\n\n" + markdown_table(md)
+    atomic_write_text(out / "table1.md", text)
+    return [out / "table1.md", out / "table1.csv"]
+
+
+def _method(model: str, calibration: str) -> str:
+    """The paper's row name, or ours in its style (``toy``, ``GR-toy``, ``toy [pushdown]``)."""
+    prefix = paper.CALIBRATION_PREFIX.get(calibration)
+    return paper.table1_row(model, calibration) or (
+        f"{prefix}{model}" if prefix is not None else f"{model} [{calibration}]")
+
+
+def _row_order(method: str, model: str, calibration: str) -> tuple[int, int, str]:
+    """Paper rows in the paper's order, then ours: uncalibrated first, then GR, then others."""
+    rows = list(paper.TABLE1)
+    if method in rows:
+        return rows.index(method), 0, ""
+    return len(rows), {"none": 0, "gr": 1}.get(calibration, 2), method
+
+
+def _triple(values: pd.Series, signed: bool = False) -> str:
+    fmt = "{:+.3f}" if signed else "{:.3f}"
+    parts = [NA if pd.isna(values.get(m)) else fmt.format(values[m]) for m in paper.TABLE1_METRICS]
+    return NA if all(p == NA for p in parts) else "/".join(parts)
+
+
+def figure(facts: pd.DataFrame, name: str, out: Path) -> list[Path]:
+    """Figure 2 (NDCG@10 vs p), 3 (NDCG@10 vs α) or 4 (per-subset bars): PNG, PDF and CSV."""
+    if name == "figure4":
+        data = select(facts, name, ["model", "calibration", "benchmark"])
+        paths = plots.bar_panels(
+            data, "Figure 4: MixBench NDCG@10, no calibration vs GR", out / name,
+            lambda m, c, b: paper.table1_value(m, c, b, "ndcg@10"))
+        columns = ["model", "benchmark", "calibration", "ndcg@10", "run_dir"]
+    else:
+        x, xlabel, readings, title = {
+            "figure2": ("p", "ratio p of docs shown as images", paper.FIGURE2,
+                        "Figure 2: setting 1 (heterogeneous corpus), NDCG@10 vs p"),
+            "figure3": ("alpha", "text weight α of image+text docs", paper.FIGURE3,
+                        "Figure 3: setting 2 (all docs image+text), NDCG@10 vs α"),
+        }[name]
+        data = select(facts, name, ["model", "calibration", "benchmark", x])
+        paths = plots.line_panels(data, x, xlabel, title, out / name,
+                                  lambda m, b, fig=readings: paper.figure_readings(fig, m, b))
+        columns = ["model", "benchmark", "calibration", x, "ndcg@10", "run_dir"]
+    atomic_write_text(out / f"{name}.csv", data[columns].to_csv(index=False))
+    return [*paths, out / f"{name}.csv"]
+
+
+def render(sweeps: list[Path], out: Path, artefacts: list[str] | None) -> tuple[list[Path], list[Job]]:
+    """Write the summary, the requested artefacts (default: those the sweeps have data for)
+    and ``report.md``. Returns the written paths and the jobs that did not finish ok.
+
+    Raises:
+        ValueError: a requested artefact has no data in the sweeps.
+    """
+    write_summary(sweeps, out)
+    jobs = collect_jobs(sweeps)
+    facts = job_facts(jobs)
+    written: list[Path] = [out / "summary.csv", out / "summary.md"]
+    skipped = []
+    for name in artefacts or ARTEFACTS:
+        try:
+            written += table1(facts, out) if name == "table1" else figure(facts, name, out)
+        except ValueError as e:
+            if artefacts:  # asked for explicitly: its data must be there
+                raise
+            skipped.append(str(e))
+    failed = [j for j in jobs if j.status != "ok"]
+    lines = [f"# Report: {', '.join(map(str, sweeps))}", "",
+             f"{len(jobs)} jobs, {len(failed)} not ok (see summary.md).", "", "## Artefacts", ""]
+    lines += [f"- [{p.name}]({p.name})" for p in written]
+    lines += ["", "Figure markers labelled 'paper ≈' are read off the paper's figures by eye "
+              "(±0.01); Table 1 numbers are exact."]
+    if skipped:
+        lines += ["", "## Not rendered", "", *[f"- {s}" for s in skipped]]
+    if failed:
+        lines += ["", "## Jobs not ok", "", markdown_table(pd.DataFrame(
+            [{"run_dir": str(j.run_dir), "status": j.status, "error": j.error} for j in failed]))]
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    return [*written, out / "report.md"], failed
+
+
+def log_to_wandb(paths: list[Path], out: Path, sweeps: list[Path], args: argparse.Namespace) -> None:
+    """Mirror the report to one W&B run (job_type=report) grouped with the first sweep."""
+    from mixsearch.tracking import WandbTracker
+
+    tracker = WandbTracker(out, project=args.wandb_project, entity=args.wandb_entity,
+                           mode=args.wandb_mode, group=sweeps[0].name, tags=["report"],
+                           name=f"report {sweeps[0].name}", job_type="report")
+    for p in paths:
+        if p.suffix == ".png":
+            tracker.log_figure(p.stem, p)
+        elif p.suffix == ".csv":
+            tracker.log_table(p.stem, pd.read_csv(p))
+    tracker.finish(ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    summarize_only = bool(argv) and argv[0] == "summarize"
+    parser = argparse.ArgumentParser(prog="python -m experiments.report" + (" summarize" if summarize_only else ""),
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweeps", nargs="+", type=Path, help="sweep dirs (<dir>/<n>/ job dirs)")
+    parser.add_argument("--out", type=Path, help="output dir (default: the single sweep dir)")
+    if not summarize_only:
+        parser.add_argument("--figures", nargs="+", choices=ARTEFACTS,
+                            help="artefacts to render (default: all the sweeps have data for)")
+        parser.add_argument("--wandb", action="store_true", help="also log the report to W&B")
+        parser.add_argument("--wandb-project", default="mixsearch")
+        parser.add_argument("--wandb-entity", default=None)
+        parser.add_argument("--wandb-mode", default="online", choices=["online", "offline", "disabled"])
+    args = parser.parse_args(argv[1:] if summarize_only else argv)
+    if args.out is None and len(args.sweeps) > 1:
+        parser.error("--out is required with several sweep dirs")
+    out = args.out or args.sweeps[0]
+    try:
+        if summarize_only:
+            frame = write_summary(args.sweeps, out)
+            print(f"{out / 'summary.md'}: {len(frame)} jobs, {(frame['status'] != 'ok').sum()} not ok")
+            return int((frame["status"] != "ok").any())
+        paths, failed = render(args.sweeps, out, args.figures)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.wandb:
+        log_to_wandb(paths, out, args.sweeps, args)
+    print("\n".join(f"wrote {p}" for p in paths))
+    for j in failed:
+        print(f"job {j.run_dir} {j.status}: {j.error}", file=sys.stderr)
+    return int(bool(failed))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

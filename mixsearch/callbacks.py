@@ -1,0 +1,194 @@
+"""Sweep summaries: every job of one or more multiruns as one table (``summary.csv``/``.md``).
+
+:class:`SummaryCallback` writes them into the sweep dir when a Hydra multirun ends;
+``python -m experiments.report summarize <sweep dirs...>`` rebuilds them at any time.
+A job dir is ``<sweep dir>/<n>/`` holding ``status.json``, ``metrics.json`` and
+``.hydra/{overrides,hydra}.yaml``; a job without ``status.json`` is listed as ``missing``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from mixsearch.tracking import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: Metrics shown first (and the only ones in ``summary.md``); the CSV has every metric.
+MAIN_METRICS = ("ndcg@10", "ndcg@100", "recall@1", "mrr@10")
+#: Config groups whose choice gets a column of its own.
+GROUPS = ("model", "dataset", "corpus", "calibration", "fusion")
+
+
+@dataclass
+class Job:
+    """One job dir of a sweep and what it left behind."""
+
+    run_dir: Path
+    status: str
+    error: str = ""
+    overrides: list[str] = field(default_factory=list)
+    choices: dict[str, str] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+
+    @property
+    def sweep(self) -> str:
+        return self.run_dir.parent.name
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {e}") from e
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from e
+
+
+def read_job(run_dir: str | Path) -> Job:
+    """Read one job dir. Unreadable result files make the job ``corrupt`` (error names the file)."""
+    run_dir = Path(run_dir)
+    job = Job(run_dir=run_dir, status="missing", error="no status.json (job killed or still running)")
+    hydra_dir = run_dir / ".hydra"
+    try:
+        if (hydra_dir / "overrides.yaml").is_file():
+            job.overrides = [str(o) for o in _read_yaml(hydra_dir / "overrides.yaml") or []]
+        if (hydra_dir / "hydra.yaml").is_file():
+            choices = (_read_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {}).get("runtime", {})
+            job.choices = {k: str(v) for k, v in (choices.get("choices") or {}).items()
+                           if not k.startswith("hydra/")}
+        status_path, metrics_path = run_dir / "status.json", run_dir / "metrics.json"
+        if status_path.is_file():
+            status = _read_json(status_path)
+            job.status, job.error = str(status.get("status", "unknown")), str(status.get("error", ""))
+        if metrics_path.is_file():
+            job.result = _read_json(metrics_path)
+        elif job.status == "ok":
+            job.error = "no metrics.json (shard-only extraction job)"
+    except (OSError, ValueError) as e:
+        job.status, job.error = "corrupt", str(e)
+    return job
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    dirs = [p for p in sweep_dir.iterdir()
+            if p.is_dir() and ((p / ".hydra").is_dir() or (p / "status.json").is_file())]
+    # numeric job dirs in job order (2 before 10); anything else after them by name
+    return sorted(dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def collect_jobs(sweep_dirs: list[str | Path]) -> list[Job]:
+    """Every job of the given sweep dirs, in sweep and job order.
+
+    Raises:
+        FileNotFoundError: a sweep dir does not exist or holds no job dirs (names it).
+    """
+    jobs: list[Job] = []
+    for d in map(Path, sweep_dirs):
+        if not d.is_dir():
+            raise FileNotFoundError(f"sweep dir {d} does not exist")
+        dirs = _job_dirs(d)
+        if not dirs:
+            raise FileNotFoundError(f"sweep dir {d} holds no job dirs (<n>/ with .hydra/ or status.json)")
+        jobs.extend(read_job(p) for p in dirs)
+    return jobs
+
+
+def _split_override(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def summary_frame(jobs: list[Job]) -> pd.DataFrame:
+    """One row per job: sweep, job, status, error, overrides, group choices, swept values
+    (non-group overrides such as ``corpus.p``), every metric (main ones first), gap, run dir."""
+    rows = []
+    for job in jobs:
+        row: dict[str, Any] = {"sweep": job.sweep, "job": job.run_dir.name, "status": job.status,
+                               "error": job.error, "overrides": " ".join(job.overrides)}
+        row.update({g: job.choices[g] for g in GROUPS if g in job.choices})
+        row.update({k: v for k, v in map(_split_override, job.overrides) if k not in job.choices})
+        result = job.result or {}
+        metrics = result.get("metrics") or {}
+        row.update({m: metrics[m] for m in MAIN_METRICS if m in metrics})
+        row.update({m: v for m, v in sorted(metrics.items()) if m not in MAIN_METRICS})
+        gap = result.get("gap") or {}
+        for key in ("centroid_distance_before", "centroid_distance_after"):
+            if key in gap:
+                row[f"gap_{key.removeprefix('centroid_distance_')}"] = gap[key]
+        if "seconds" in result:
+            row["seconds"] = result["seconds"]
+        row["run_dir"] = str(job.run_dir)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    text = f"{value:.4f}" if isinstance(value, float) else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table of ``frame`` (floats to 4 decimals, blanks for missing)."""
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def write_summary(sweep_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFrame:
+    """Collect the jobs of ``sweep_dirs`` into ``out_dir/summary.csv`` and ``summary.md``.
+
+    Returns:
+        The summary table (one row per job).
+    """
+    jobs = collect_jobs(sweep_dirs)
+    frame = summary_frame(jobs)
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "summary.csv", frame.to_csv(index=False))
+    n_ok = int((frame["status"] == "ok").sum())
+    shown = [c for c in frame.columns if c not in ("run_dir", "overrides", "sweep")
+             and (c in MAIN_METRICS or not _is_metric_column(c, jobs))]
+    lines = [f"# Sweep summary: {', '.join(str(d) for d in sweep_dirs)}", "",
+             f"{len(frame)} jobs: {n_ok} ok, {len(frame) - n_ok} not ok. "
+             "All metrics and run dirs are in summary.csv.", "", markdown_table(frame[shown])]
+    atomic_write_text(out_dir / "summary.md", "\n".join(lines))
+    return frame
+
+
+def _is_metric_column(column: str, jobs: list[Job]) -> bool:
+    return column.startswith("gap_") or column == "seconds" or any(
+        column in ((j.result or {}).get("metrics") or {}) for j in jobs)
+
+
+class SummaryCallback(Callback):
+    """Writes ``summary.csv`` and ``summary.md`` into the sweep dir when a multirun ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            frame = write_summary([sweep_dir], sweep_dir)
+        except FileNotFoundError as e:  # a sweep whose jobs never started: nothing to sum up
+            log.warning("no sweep summary: %s", e)
+            return
+        failed = frame[frame["status"] != "ok"]
+        log.info("sweep summary: %s (%d jobs, %d not ok)", sweep_dir / "summary.md", len(frame), len(failed))
+        for row in failed.itertuples(index=False):
+            log.warning("job %s %s: %s", row.job, row.status, row.error)

@@ -1,0 +1,121 @@
+"""Hydra multiruns through run.py (subprocesses, toy benchmark, toy model, all offline):
+a failing job in a sweep, W&B offline runs per job, submitit_local, sharded extraction,
+and the fail-fast check before a reproduction."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_tracking import read_offline_run
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Toy data and embedding cache shared by this module's runs: one extraction, not one per test."""
+    return tmp_path_factory.mktemp("shared")
+
+
+def run_py(tmp: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python run.py args`` with data, cache and logs in ``tmp`` and everything offline."""
+    full_env = {**os.environ, "MIXSEARCH_DATA_DIR": str(tmp / "data"),
+                "MIXSEARCH_CACHE_DIR": str(tmp / "cache"), "MIXSEARCH_LOG_DIR": str(tmp / "logs"),
+                "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", **(env or {})}
+    # -m must come first: Hydra's argparse stops collecting overrides at the first flag
+    proc = subprocess.run([sys.executable, "run.py", *args, "embed.progress=false", "device=cpu"],
+                          cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
+    sweep = tmp_path / "sweep"
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_DIR"}  # W&B files in the job dirs
+    run_py(shared, "-m", "calibration.method=none,gr,nonsense", f"hydra.sweep.dir={sweep}",
+           "logger=wandb", "logger.mode=offline", "logger.tags=[test]", env=env)
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert list(frame["status"]) == ["ok", "ok", "failed"]
+    assert "nonsense" in frame.loc[2, "error"]
+    status = json.loads((sweep / "2" / "status.json").read_text())
+    assert status["error"] == frame.loc[2, "error"] and "Traceback" in status["traceback"]
+    for i in (0, 1):
+        metrics = json.loads((sweep / str(i) / "metrics.json").read_text())["metrics"]
+        for key in ("ndcg@10", "ndcg@100", "recall@1", "mrr@10"):
+            assert frame.loc[i, key] == metrics[key]
+    assert "| 2 | failed |" in (sweep / "summary.md").read_text()
+
+    for i, code in ((0, 0), (1, 0), (2, 1)):
+        run = read_offline_run(sweep / str(i))
+        assert run["exit_code"] == code
+        assert run["run"].run_group == "sweep" and list(run["run"].tags) == ["test"]
+        assert run["config"]["calibration"]["method"] == ["none", "gr", "nonsense"][i]
+        if code == 0:
+            metrics = json.loads((sweep / str(i) / "metrics.json").read_text())["metrics"]
+            assert run["summary"]["ndcg@10"] == metrics["ndcg@10"]
+            assert "by_target_modality/path" in run["summary"]
+
+
+def test_submitit_local_multirun(tmp_path, shared):
+    sweep = tmp_path / "sweep"
+    run_py(shared, "-m", "hydra/launcher=local", "calibration=none,gr", f"hydra.sweep.dir={sweep}")
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert list(frame["status"]) == ["ok", "ok"]
+    assert (sweep / ".submitit").is_dir()  # the jobs really went through submitit
+    gr = json.loads((sweep / "1" / "metrics.json").read_text())
+    assert gr["calibration"]["method"] == "gr" and frame.loc[1, "ndcg@10"] == gr["metrics"]["ndcg@10"]
+
+
+def _parts(cache: Path) -> dict[str, np.ndarray]:
+    return {str(p.relative_to(cache)): np.load(p) for p in sorted(cache.rglob("part-*.npy"))}
+
+
+def test_sharded_extraction_equals_unsharded(tmp_path, shared):
+    # same data dir (image paths are part of the cache key), one new cache per way of extracting
+    common = ["embed.part_size=128", "calibration=gr"]
+    sharded = {"MIXSEARCH_CACHE_DIR": str(tmp_path / "cache_sharded")}
+    whole = {"MIXSEARCH_CACHE_DIR": str(tmp_path / "cache_whole")}
+    shards_dir, merged_dir, whole_dir = tmp_path / "shards", tmp_path / "merged", tmp_path / "whole"
+    shards = run_py(shared, "-m", *common, "embed.num_shards=2", "embed.shard=0,1",
+                    f"hydra.sweep.dir={shards_dir}", env=sharded)
+    # the basic launcher runs the shards in turn: shard 0 stops after its own parts; shard 1
+    # finds the entry complete after its parts and evaluates
+    assert "shard 0/2 done; run without embed.num_shards" in shards.stdout
+    assert not (shards_dir / "0" / "metrics.json").exists()
+    merged = run_py(shared, *common, f"hydra.run.dir={merged_dir}", env=sharded)
+    assert "embeddings: all" in merged.stdout  # the merge run computed nothing
+    run_py(shared, *common, f"hydra.run.dir={whole_dir}", env=whole)
+
+    a, b = _parts(tmp_path / "cache_sharded"), _parts(tmp_path / "cache_whole")
+    assert a.keys() == b.keys() and len(a) > 2
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    mb = json.loads((whole_dir / "metrics.json").read_text())
+    for run_dir in (merged_dir, shards_dir / "1"):
+        ma = json.loads((run_dir / "metrics.json").read_text())
+        assert ma["metrics"] == mb["metrics"] and ma["gap"] == mb["gap"]
+        assert (run_dir / "per_query.csv").read_text() == (whole_dir / "per_query.csv").read_text()
+
+
+def test_reproduction_fails_fast_without_cached_weights(tmp_path):
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.download", "--check", "--models", "toy,clip_b16",
+         "--datasets", "toy,mixbench_oven"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "model toy: ok" in proc.stderr and "dataset toy: ok" in proc.stderr
+    assert "model clip_b16: openai/clip-vit-base-patch16 is not in the hub cache" in proc.stderr
+    assert "dataset mixbench_oven: cannot load MixBench subset 'OVEN'" in proc.stderr
+    assert "`make download`" in proc.stderr
+    make = subprocess.run(["make", "table1", f"OUT={tmp_path / 'out'}", "MODELS=clip_b16"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert make.returncode != 0 and "not available offline" in make.stderr
+    assert not (tmp_path / "out").exists()  # failed before any job ran

@@ -1,0 +1,232 @@
+"""Paper data, sweep summaries and the paper report, on fabricated run dirs and a toy sweep."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from experiments import paper, report
+from mixsearch.callbacks import read_job, write_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# PAPER.md §5 "4-subset means", computed there independently of the table transcription.
+PAPER_MEANS = {
+    "CLIP-B/16": (0.4457, 0.483, 0.361), "GR-CLIP-B/16": (0.5927, 0.640, 0.483),
+    "CLIP-L/14": (0.4790, 0.523, 0.390), "GR-CLIP-L/14": (0.6308, 0.670, 0.515),
+    "OpenCLIP-B/16": (0.5373, 0.574, 0.445), "GR-OpenCLIP-B/16": (0.6240, 0.673, 0.520),
+    "OpenCLIP-L/14": (0.5527, 0.606, 0.477), "GR-OpenCLIP-L/14": (0.6600, 0.707, 0.558),
+    "SigLIP-400m": (0.4075, 0.461, 0.355), "GR-SigLIP-400m": (0.6723, 0.707, 0.539),
+    "VLM2Vec-LLaVA-Next": (0.6242, 0.663, 0.511), "VLM2Vec-Qwen": (0.6327, 0.672, 0.512),
+}
+
+
+def make_job(sweep: Path, num: int, *, model: str, calibration: str, subset: str,
+             corpus: str = "released", p: float = 0.0, alpha: float = 0.5,
+             metrics: dict | None = None, error: str | None = None) -> Path:
+    """A job dir as run.py leaves it: .hydra files, status.json and (if ok) metrics.json."""
+    run_dir = sweep / str(num)
+    (run_dir / ".hydra").mkdir(parents=True)
+    overrides = [f"model={model}", f"calibration={calibration}", f"corpus={corpus}",
+                 f"corpus.p={p}", f"fusion.alpha={alpha}"]
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    choices = {"model": model, "calibration": calibration, "corpus": corpus,
+               "dataset": "toy", "hydra/launcher": "basic"}
+    (run_dir / ".hydra" / "hydra.yaml").write_text(
+        yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
+    status = {"status": "failed" if error else "ok", "overrides": overrides}
+    if error:
+        status["error"] = error
+    else:
+        result = {"metrics": metrics, "calibration": {"method": calibration, "source": "crossfit"},
+                  "corpus": {"mode": corpus}, "gap": {"centroid_distance_before": 0.8,
+                                                      "centroid_distance_after": 0.01},
+                  "config": {"dataset": {"subset": subset}, "corpus": {"mode": corpus, "p": p},
+                             "fusion": {"alpha": alpha}, "calibration": {"method": calibration}}}
+        (run_dir / "metrics.json").write_text(json.dumps(result))
+    (run_dir / "status.json").write_text(json.dumps(status))
+    (sweep / "multirun.yaml").touch()
+    return run_dir
+
+
+def _metrics(seed: float) -> dict[str, float]:
+    return {"ndcg@10": 0.5 + seed / 7, "ndcg@100": 0.55 + seed / 9, "recall@1": 0.4 + seed / 11,
+            "mrr@10": 0.45 + seed / 13, "recall@10": 0.9}
+
+
+def test_table1_matches_the_papers_independent_means():
+    assert len(paper.TABLE1) == 12
+    assert paper.TABLE1["GR-SigLIP-400m"]["OVEN"] == {"ndcg@10": 0.532, "ndcg@100": 0.581,
+                                                      "recall@1": 0.328}
+    assert paper.TABLE1["CLIP-B/16"]["Google WIT"]["recall@1"] == 0.443
+    for row, means in PAPER_MEANS.items():
+        for metric, expected in zip(paper.TABLE1_METRICS, means, strict=True):
+            got = sum(paper.TABLE1[row][s][metric] for s in paper.SUBSETS.values()) / 4
+            assert got == pytest.approx(expected, abs=6e-4), (row, metric)
+
+
+def test_name_mapping():
+    assert paper.table1_value("clip_l14_336", "gr", "Google_WIT", "ndcg@10") == 0.648
+    assert paper.table1_value("openclip_b16", "none", "VisualNews", "recall@1") == 0.543
+    assert paper.table1_value("toy", "gr", "MSCOCO", "ndcg@10") is None
+    assert paper.table1_value("clip_b16", "pushdown", "MSCOCO", "ndcg@10") is None
+    assert paper.paper_benchmark("beir/nfcorpus") == "NFCorpus"
+    assert paper.paper_benchmark("ToyOVEN") is None
+    assert paper.figure_readings(paper.FIGURE3, "clip_b16", "OVEN")["gr"][0] == (0.55, 0.77)
+
+
+def test_summary_lists_failed_missing_and_corrupt_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, model="toy", calibration="none", subset="ToyCOCO", metrics=_metrics(1))
+    make_job(sweep, 1, model="toy", calibration="bogus", subset="ToyCOCO",
+             error="ConfigError: calibration.method: unknown method 'bogus'")
+    missing = make_job(sweep, 2, model="toy", calibration="gr", subset="ToyCOCO", metrics=_metrics(2))
+    (missing / "status.json").unlink()
+    corrupt = make_job(sweep, 10, model="toy", calibration="gr", subset="ToyOVEN", metrics=_metrics(3))
+    (corrupt / "metrics.json").write_text("{not json")
+    frame = write_summary([sweep], sweep)
+    assert list(frame["job"]) == ["0", "1", "2", "10"]
+    assert list(frame["status"]) == ["ok", "failed", "missing", "corrupt"]
+    assert frame.loc[1, "error"] == "ConfigError: calibration.method: unknown method 'bogus'"
+    assert read_job(corrupt).error.startswith(f"{corrupt / 'metrics.json'}: not valid JSON")
+    csv = pd.read_csv(sweep / "summary.csv")
+    assert csv.loc[0, "ndcg@10"] == _metrics(1)["ndcg@10"]  # exact: full precision in the CSV
+    assert csv.loc[0, "corpus.p"] == 0.0 and csv.loc[0, "calibration"] == "none"
+    md = (sweep / "summary.md").read_text()
+    assert "4 jobs: 1 ok, 3 not ok" in md and "unknown method 'bogus'" in md
+
+
+def _mixbench_sweep(sweep: Path) -> dict[tuple, Path]:
+    dirs, n = {}, 0
+    for model in ("clip_b16", "siglip_so400m"):
+        for cal in ("none", "gr"):
+            for subset in ("MSCOCO", "OVEN"):
+                dirs[model, cal, subset] = make_job(sweep, n, model=model, calibration=cal,
+                                                    subset=subset, metrics=_metrics(n / 10))
+                n += 1
+    return dirs
+
+
+def test_report_table1_side_by_side_with_paper(tmp_path):
+    sweep, out = tmp_path / "sweep", tmp_path / "report"
+    _mixbench_sweep(sweep)
+    assert report.main([str(sweep), "--out", str(out), "--figures", "table1", "figure4"]) == 0
+    t1 = pd.read_csv(out / "table1.csv")
+    assert len(t1) == 8 * 3
+    for r in t1.itertuples(index=False):
+        got = json.loads((Path(r.run_dir) / "metrics.json").read_text())["metrics"][r.metric]
+        assert r.ours == got
+        assert r.paper == paper.table1_value(r.model, r.calibration, r.benchmark, r.metric)
+        assert r.diff == pytest.approx(r.ours - r.paper)
+    assert set(t1["method"]) == {"CLIP-B/16", "GR-CLIP-B/16", "SigLIP-400m", "GR-SigLIP-400m"}
+    md = (out / "table1.md").read_text()
+    assert "| GR-SigLIP-400m |" in md and ".696/.732/.548" not in md  # 0.696 formatted with 0
+    assert "0.696/0.732/0.548" in md and "Δ = ours − paper" in md
+    rows = [line.split(" | ")[0].strip("| ") for line in md.splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["CLIP-B/16", "SigLIP-400m", "GR-CLIP-B/16", "GR-SigLIP-400m"]
+    for suffix in (".png", ".pdf"):
+        assert (out / f"figure4{suffix}").stat().st_size > 1000
+    assert (out / "figure4.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "figure4.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_report_all_figures_toy_names_not_comparable(tmp_path):
+    sweep = tmp_path / "sweep"
+    n = 0
+    for cal in ("none", "gr", "pushdown"):
+        for p in (0.0, 0.5, 1.0):
+            make_job(sweep, n, model="toy", calibration=cal, subset="ToyCOCO", corpus="replace",
+                     p=p, metrics=_metrics(n / 20))
+            n += 1
+    for cal in ("none", "gr"):
+        for alpha in (0.0, 0.05, 1.0):
+            make_job(sweep, n, model="toy", calibration=cal, subset="ToyOVEN",
+                     corpus="all_multimodal", alpha=alpha, metrics=_metrics(n / 20))
+            n += 1
+        make_job(sweep, n, model="toy", calibration=cal, subset="ToyCOCO", metrics=_metrics(n / 20))
+        n += 1
+    assert report.main([str(sweep)]) == 0
+    for name in ("figure2", "figure3", "figure4"):
+        for suffix in (".png", ".pdf", ".csv"):
+            assert (sweep / f"{name}{suffix}").stat().st_size > 0
+    fig2 = pd.read_csv(sweep / "figure2.csv")
+    assert len(fig2) == 9 and set(fig2["calibration"]) == {"none", "gr", "pushdown"}
+    fig3 = pd.read_csv(sweep / "figure3.csv")
+    assert sorted(fig3["alpha"].unique()) == [0.0, 0.05, 1.0]
+    for r in fig3.to_dict("records"):
+        assert r["ndcg@10"] == json.loads((Path(r["run_dir"]) / "metrics.json").read_text())["metrics"]["ndcg@10"]
+    md = (sweep / "table1.md").read_text()
+    assert "Not comparable with the paper" in md and "| GR-toy |" in md
+    assert pd.read_csv(sweep / "table1.csv")["paper"].isna().all()
+
+
+def test_report_errors_name_the_problem(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, model="toy", calibration="gr", subset="ToyCOCO", metrics=_metrics(0))
+    make_job(sweep, 1, model="toy", calibration="gr", subset="ToyCOCO", metrics=_metrics(1))
+    assert report.main([str(sweep), "--figures", "table1"]) == 2
+    err = capsys.readouterr().err
+    assert "table1: several jobs for the same model/calibration/benchmark" in err
+    assert str(sweep / "0") in err and str(sweep / "1") in err
+    assert report.main([str(sweep), "--figures", "figure2"]) == 2
+    assert "figure2: no finished job with corpus.mode=replace" in capsys.readouterr().err
+    assert report.main([str(tmp_path / "nope")]) == 2
+    assert f"sweep dir {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+
+
+def test_summarize_cli_across_sweeps(tmp_path):
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    make_job(a, 0, model="toy", calibration="none", subset="ToyCOCO", metrics=_metrics(0))
+    make_job(b, 0, model="toy", calibration="x", subset="ToyCOCO", error="ValueError: boom")
+    proc = subprocess.run([sys.executable, "-m", "experiments.report", "summarize", str(a), str(b),
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr  # one job failed
+    frame = pd.read_csv(out / "summary.csv")
+    assert list(frame["sweep"]) == ["a", "b"] and list(frame["status"]) == ["ok", "failed"]
+    assert frame.loc[1, "error"] == "ValueError: boom"
+
+
+def test_report_logged_to_wandb_offline(tmp_path, monkeypatch):
+    from test_tracking import read_offline_run
+
+    sweep = tmp_path / "sweep"
+    _mixbench_sweep(sweep)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    assert report.main([str(sweep), "--figures", "table1", "figure4", "--wandb",
+                        "--wandb-mode", "offline"]) == 0
+    run = read_offline_run(tmp_path / "wb")
+    assert run["exit_code"] == 0 and run["run"].run_group == "sweep"
+    assert Image.open(run["files"] / run["summary"]["figures/figure4/path"]).format == "PNG"
+    table = json.loads((run["files"] / run["summary"]["table1/path"]).read_text())
+    assert len(table["data"]) == 8 * 3 and "paper" in table["columns"]
+
+
+@pytest.mark.slow
+def test_report_from_a_toy_sweep(tmp_path):
+    from test_multirun import run_py
+
+    sweep = tmp_path / "sweep"
+    run_py(tmp_path, "-m", "corpus=released,replace,all_multimodal", "calibration=none,gr",
+           f"hydra.sweep.dir={sweep}")
+    proc = subprocess.run([sys.executable, "-m", "experiments.report", str(sweep)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("table1.md", "table1.csv", "summary.md", "report.md",
+                 *(f"figure{i}{s}" for i in (2, 3, 4) for s in (".png", ".pdf", ".csv"))):
+        assert (sweep / name).stat().st_size > 0, name
+    t1 = pd.read_csv(sweep / "table1.csv")
+    assert len(t1) == 2 * 3 and t1["paper"].isna().all()  # toy: not comparable
+    for r in t1.to_dict("records"):
+        assert r["ours"] == json.loads((Path(r["run_dir"]) / "metrics.json").read_text())["metrics"][r["metric"]]
+    for name, mode in (("figure2", "replace"), ("figure3", "all_multimodal"), ("figure4", "released")):
+        for r in pd.read_csv(sweep / f"{name}.csv").to_dict("records"):
+            result = json.loads((Path(r["run_dir"]) / "metrics.json").read_text())
+            assert result["config"]["corpus"]["mode"] == mode
+            assert r["ndcg@10"] == result["metrics"]["ndcg@10"]
