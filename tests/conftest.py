@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 # Set before any test module imports transformers/datasets/wandb, so their import-time
 # configuration is offline too.
 _TMP = tempfile.mkdtemp(prefix="mixsearch-tests-")
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 for key, value in {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
