@@ -24,9 +24,8 @@ test-fast: ## Run the tests without the slow end-to-end ones
 lint: ## Lint with ruff
 	$(PYTHON) -m ruff check mixsearch experiments tests run.py
 
-demo: ## The default job on the toy benchmark, without and with GR calibration
-	$(PYTHON) run.py calibration=none
-	$(PYTHON) run.py calibration=gr
+demo: ## Offline demo sweep: toy benchmark x toy CLIP, calibration none/gr x corpus released/remix
+	$(PYTHON) run.py -m experiment=demo
 
 toy-model: ## Retrain the shipped toy CLIP (mixsearch/assets/toy_clip), CPU, a few minutes
 	$(PYTHON) -m mixsearch.toymodel.train --out mixsearch/assets/toy_clip

@@ -25,9 +25,12 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("shared")
 
 
-def run_py(tmp: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_py(
+    tmp: Path, *args: str, env: dict | None = None, drop: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     """``python run.py args`` with data, cache and logs in ``tmp`` and everything offline."""
-    full_env = {**os.environ, "MIXSEARCH_DATA_DIR": str(tmp / "data"),
+    inherited = {k: v for k, v in os.environ.items() if k not in drop}
+    full_env = {**inherited, "MIXSEARCH_DATA_DIR": str(tmp / "data"),
                 "MIXSEARCH_CACHE_DIR": str(tmp / "cache"), "MIXSEARCH_LOG_DIR": str(tmp / "logs"),
                 "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", **(env or {})}
     # -m must come first: Hydra's argparse stops collecting overrides at the first flag
@@ -39,9 +42,9 @@ def run_py(tmp: Path, *args: str, env: dict | None = None) -> subprocess.Complet
 
 def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
     sweep = tmp_path / "sweep"
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_DIR"}  # W&B files in the job dirs
     run_py(shared, "-m", "calibration.method=none,gr,nonsense", f"hydra.sweep.dir={sweep}",
-           "logger=wandb", "logger.mode=offline", "logger.tags=[test]", env=env)
+           "logger=wandb", "logger.mode=offline", "logger.tags=[test]",
+           drop=("WANDB_DIR",))  # W&B files in the job dirs
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame["status"]) == ["ok", "ok", "failed"]
     assert "nonsense" in frame.loc[2, "error"]

@@ -281,7 +281,9 @@ def embed_records(
         seen.add(r.id)
 
     t0 = time.perf_counter()
-    bar = tqdm(total=len(items), desc=f"embed {split}/{field}", unit="item", disable=not progress)
+    # delay: a cache hit finishes in milliseconds and should not draw a bar
+    bar = tqdm(total=len(items), desc=f"embed {split}/{field}", unit="item",
+               disable=not progress, delay=0.5)
     ex = _Extractor(
         encoder,
         field,
