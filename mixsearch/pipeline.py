@@ -163,6 +163,25 @@ def calibration_pools(
     return {role: np.concatenate(parts) for role, parts in pools.items()}
 
 
+def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
+    """Write each fitted mean vector as ``<role>.npy`` so later runs can reuse it with
+    ``calibration.source=files calibration.files.<role>=...``. Cross-fitted means (one row per
+    item, not one vector) are not reusable and are not written."""
+    vectors = {role: m for role, m in means.items() if m is not None and m.ndim == 1}
+    if not vectors:
+        return {}
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for role, vec in sorted(vectors.items()):
+        path = folder / f"{role}.npy"
+        tmp = folder / f".{role}.npy.tmp"
+        with open(tmp, "wb") as f:  # a file object keeps numpy from renaming the temp file
+            np.save(f, vec.astype(np.float32))
+        tmp.replace(path)
+        written[role] = str(path)
+    return written
+
+
 def run(cfg: dict[str, Any]) -> dict[str, Any]:
     """Run one evaluation job and write its results into ``cfg['paths']['output_dir']``.
 
@@ -180,7 +199,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
-    from mixsearch.evaluate import evaluate
+    from mixsearch.evaluate import Evaluator
 
     t0 = time.perf_counter()
     seed_everything(int(cfg.get("seed", 0)))
@@ -206,11 +225,15 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
         return {}
 
     pools = calibration_pools(encoder, bench, embs, cal_cfg, cache, embed_cfg)
-    result = evaluate(
-        bench, embs, corpus=corpus_cfg, calibration=cal_cfg, fusion=section(cfg, "fusion"),
-        retrieval=section(cfg, "retrieval"), metrics=section(cfg, "metrics"), pools=pools,
+    evaluator = Evaluator(
+        bench, embs, corpus=corpus_cfg, calibration=cal_cfg, retrieval=section(cfg, "retrieval"),
+        metrics=section(cfg, "metrics"), pools=pools,
     )
+    result = evaluator.run(section(cfg, "fusion"))
     out = result.to_json()
+    mean_files = save_means(run_dir / "means", evaluator.calibration.means)
+    if mean_files:
+        out["calibration"]["mean_files"] = mean_files
     out["benchmark"] = {"name": bench.name, "n_queries": len(bench.queries),
                         "n_docs": len(bench.corpus), **{k: v for k, v in bench.meta.items()
                                                           if isinstance(v, (str, int, float, type(None)))}}
