@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_encoder import FakeEncoder
 from PIL import Image
 
-from fake_encoder import FakeEncoder
 from mixsearch.calibration import fit_means
 from mixsearch.data.benchmark import DataError
 from mixsearch.data.pairs import load_pairs
