@@ -112,3 +112,30 @@ def test_bad_options_fail_with_a_message_naming_them(tmp_path: Path, shared_data
     assert proc.returncode != 0 and str(missing) in proc.stderr
     proc = _run(["calibration.method=bogus"], env, ok=False)
     assert proc.returncode != 0 and "calibration.method" in proc.stderr
+
+
+def test_setting1_on_a_text_only_corpus_renders_and_caches_screenshots(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    words = "heart cancer diet fiber vitamin obesity protein sugar salt blood".split()
+    docs = [{"_id": f"d{i}", "title": f"Study {i}",
+             "text": " ".join(words[(i * 7 + k) % len(words)] for k in range(25))} for i in range(20)]
+    (beir / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (beir / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q{j}", "text": docs[2 * j]["text"][:40]}) + "\n" for j in range(5)))
+    (beir / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{j}\td{2 * j}\t1\n" for j in range(5)))
+    env = _env(tmp_path, shared_data)
+    args = ["dataset=beir_nfcorpus", f"dataset.root={beir}", "corpus=replace", "corpus.p=0.5",
+            "calibration=gr"]
+    first = _run(args, env)
+    assert "encoded 45 items" in first.stdout  # 5 queries + 20 doc texts + 20 screenshots
+    [run_dir] = _run_dirs(tmp_path, "runs")
+    result = json.loads((run_dir / "metrics.json").read_text())
+    assert result["corpus"]["counts"] == {"text": 10, "image": 10, "image+text": 0}
+    assert result["corpus"]["n_screenshots"] == 10
+    assert result["calibration"]["source"] == "crossfit"  # no calibration split: leak-free
+    second = _run(args, env)
+    assert "all 45 items taken from the cache" in second.stdout  # rendering is deterministic
