@@ -3,7 +3,7 @@
 Usage: ``python experiments/bench_sweep.py [--queries 1000] [--docs 4421] [--dim 768]``
 
 Prints the cost of one ``evaluate`` call, of the sweep done naively (21 ``evaluate`` calls) and
-of the sweep through one :class:`~mixsearch.evaluate.Evaluator` (prepared once, 21 ``run``
+of the sweep through one :class:`~mixsearch.evaluation.Evaluator` (prepared once, 21 ``run``
 calls), and the ratios sweep total / single run. The corpus is MixBench-like (released 1:1:1
 mix, one relevant doc per query) and calibration is GR with cross-fitted means.
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 from mixsearch.data.benchmark import Benchmark, ImageRef, Record
 from mixsearch.embed.embeddings import Embeddings
-from mixsearch.evaluate import Evaluator, evaluate
+from mixsearch.evaluation import Evaluator, evaluate
 
 ALPHAS = [round(a, 2) for a in np.arange(0.0, 1.01, 0.05)]  # the seed's setting-2 grid
 

@@ -199,7 +199,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
-    from mixsearch.evaluate import Evaluator
+    from mixsearch.evaluation import Evaluator
 
     t0 = time.perf_counter()
     seed_everything(int(cfg.get("seed", 0)))

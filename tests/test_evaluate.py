@@ -12,7 +12,7 @@ from mixsearch.corpus import mix_corpus
 from mixsearch.data.benchmark import Benchmark, DataError, ImageRef, Record
 from mixsearch.diagnostics import mean_cosine
 from mixsearch.embed.embeddings import Embeddings
-from mixsearch.evaluate import Evaluator, evaluate
+from mixsearch.evaluation import Evaluator, evaluate
 from mixsearch.fusion import build_doc_matrix, build_query_matrix, make_views
 from mixsearch.retrieval import search
 

@@ -16,7 +16,7 @@ from mixsearch.corpus import SEED_REPLACE_RATIOS
 from mixsearch.data.toy import load_toy
 from mixsearch.embed import embed_benchmark
 from mixsearch.encoders.toy import ToyEncoder
-from mixsearch.evaluate import Evaluator
+from mixsearch.evaluation import Evaluator
 from mixsearch.metrics import evaluate_ranking
 from mixsearch.pipeline import calibration_pools
 from mixsearch.retrieval import search

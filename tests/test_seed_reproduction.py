@@ -15,7 +15,7 @@ from sklearn.metrics import ndcg_score
 
 from mixsearch.data.benchmark import Benchmark, ImageRef, Record
 from mixsearch.embed.embeddings import Embeddings
-from mixsearch.evaluate import evaluate
+from mixsearch.evaluation import evaluate
 
 N_DOCS, N_Q, DIM = 100, 70, 24  # N not a multiple of 3: remainders go to text, then image
 

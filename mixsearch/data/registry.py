@@ -6,15 +6,20 @@ Other modules add their loaders with :func:`register_loader` (the toy generator 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from mixsearch.data.beir import load_beir
 from mixsearch.data.benchmark import Benchmark, DataError
 from mixsearch.data.mixbench import load_mixbench
+from mixsearch.data.pairs import load_pairs
 
 Loader = Callable[..., Benchmark]
 
-LOADERS: dict[str, Loader] = {"mixbench": load_mixbench, "beir": load_beir}
+LOADERS: dict[str, Loader] = {"mixbench": load_mixbench, "beir": load_beir, "pairs": load_pairs}
+# Loaders that register themselves when their module is imported; imported on first use
+# (the toy generator imports this module, so it cannot be imported here).
+_SELF_REGISTERING = {"toy": "mixsearch.data.toy"}
 
 
 def register_loader(kind: str, fn: Loader) -> None:
@@ -38,13 +43,15 @@ def load_benchmark(kind: str, **kwargs: object) -> Benchmark:
     """Load a benchmark with the loader registered for ``kind``.
 
     Args:
-        kind: ``"mixbench"``, ``"beir"`` or any kind added with :func:`register_loader`.
+        kind: ``"mixbench"``, ``"beir"``, ``"pairs"``, ``"toy"`` or any kind added with :func:`register_loader`.
         **kwargs: passed to the loader (e.g. ``root``, ``subset`` for ``mixbench``).
 
     Raises:
         DataError: unknown ``kind`` (the message lists the registered kinds), or whatever the
             loader raises.
     """
+    if kind not in LOADERS and kind in _SELF_REGISTERING:
+        importlib.import_module(_SELF_REGISTERING[kind])
     try:
         loader = LOADERS[kind]
     except KeyError:

@@ -18,6 +18,7 @@ _REGISTRY: dict[str, Factory | str] = {
     "open_clip": "mixsearch.encoders.openclip:OpenClipEncoder",
     "hf": "mixsearch.encoders.hf:HFEncoder",
     "precomputed": "mixsearch.encoders.precomputed:load_precomputed",
+    "toy": "mixsearch.encoders.toy:ToyEncoder",
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
@@ -31,6 +32,7 @@ from tqdm import tqdm
 
 from mixsearch.data.toy import write_toy_benchmark
 from mixsearch.toymodel import write_checksums
+from mixsearch.toymodel.world import FILLER_SENTENCES
 
 WEIGHTS = "open_clip_model.safetensors"
 IMAGE_MEAN = (0.5, 0.5, 0.5)
@@ -53,6 +55,10 @@ class TrainConfig:
     # CLIPs are trained on short alt-text and meet long document descriptions out of style:
     # that style shift is what makes raw text-text and fused scores biased and GR necessary.
     description_prob: float = 0.01
+    # Chance a pair uses one content sentence of the long description (no filler), so the text
+    # tower learns the description vocabulary but not the full document style. 0 (shipped) draws
+    # no random numbers for it, so the shipped checkpoint still retrains byte-identically.
+    sentence_prob: float = 0.0
     embed_dim: int = 64
     image_width: int = 64
     image_layers: int = 3
@@ -117,7 +123,17 @@ def load_pairs(
     tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
     captions = tokenizer([r["caption"] for r in rows])
     descriptions = tokenizer([r["description"] for r in rows])
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions, descriptions
+    sentences = tokenizer([_content_sentence(r["description"], r["id"]) for r in rows])
+    return (
+        torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions, descriptions, sentences
+    )
+
+
+def _content_sentence(text: str, key: str) -> str:
+    """One non-filler sentence of a description, chosen deterministically from ``key``."""
+    parts = [p.strip() for p in text.replace(". ", ".\n").split("\n") if p.strip()]
+    parts = [p for p in parts if p not in FILLER_SENTENCES] or parts
+    return random.Random(f"sentence:{key}").choice(parts)
 
 
 def _normalise(images: torch.Tensor) -> torch.Tensor:
@@ -156,7 +172,7 @@ def train(
         root = write_toy_benchmark(
             data or Path(tmp) / "toy", seed=cfg.data_seed, n_train=cfg.n_train
         )
-        images, captions, descriptions = load_pairs(Path(root), cfg.context_length)
+        images, captions, descriptions, sentences = load_pairs(Path(root), cfg.context_length)
 
     oc_cfg = model_config(cfg)
     model = CLIP(**oc_cfg["model_cfg"])
@@ -195,6 +211,9 @@ def train(
         pos += cfg.batch_size
         use_desc = torch.rand(len(idx), generator=gen) < cfg.description_prob
         text = torch.where(use_desc[:, None], descriptions[idx], captions[idx])
+        if cfg.sentence_prob > 0:
+            use_sent = torch.rand(len(idx), generator=gen) < cfg.sentence_prob
+            text = torch.where(use_sent[:, None] & ~use_desc[:, None], sentences[idx], text)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, cfg)
         img_f, txt_f, scale = model(_normalise(images[idx]), text)

@@ -222,7 +222,7 @@ _REGION_PHRASES = {
     "bottom": "Along the bottom",
     "centre": "In the middle of the frame",
 }
-_FILLER = (
+FILLER_SENTENCES = (
     "The shapes are drawn with flat colours and crisp edges.",
     "Nothing else is visible in the frame.",
     "The composition looks simple and tidy.",
@@ -249,5 +249,5 @@ def description(scene: Scene, rng: random.Random) -> str:
         what = group.phrase(vague=group.count > 1 and rng.random() < 0.3)
         verb = "is" if group.count == 1 else "are"
         sentences.append(f"{_REGION_PHRASES[region]} there {verb} {what}.")
-    sentences += rng.sample(_FILLER, rng.randint(0, 3))
+    sentences += rng.sample(FILLER_SENTENCES, rng.randint(0, 3))
     return " ".join(sentences)
