@@ -23,6 +23,8 @@ from itertools import pairwise
 import numpy as np
 import torch
 
+from mixsearch.encoders.offline import resolve_device
+
 BACKENDS = ("exact", "faiss")
 # Largest query-chunk x doc-chunk score block (float32 elements, 128 MiB) held at once.
 _MAX_BLOCK_ELEMENTS = 1 << 25
@@ -92,7 +94,7 @@ def search(
         return TopK(np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64))
     if backend == "faiss":
         return _search_faiss(q, d, k, order)
-    return _search_exact(q, d, k, order, chunk_size, _resolve_device(device))
+    return _search_exact(q, d, k, order, chunk_size, resolve_device(device, "retrieval.device"))
 
 
 def _as_matrix(x: np.ndarray, name: str) -> np.ndarray:
@@ -140,15 +142,6 @@ def _sortable_int32(x: np.ndarray) -> np.ndarray:
     bits = x.view(np.int32)
     # Negative floats order by decreasing magnitude: flip their magnitude bits.
     return np.where(bits >= 0, bits, bits ^ np.int32(0x7FFFFFFF))
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"retrieval.device: invalid device {device!r} ({err})") from err
 
 
 def _block_topk(block: torch.Tensor, offset: int, k: int, order: _IdOrder):

@@ -59,8 +59,8 @@ class Encoder(abc.ABC):
         JSON-serialisable and stable across processes."""
 
     def describe(self) -> dict[str, Any]:
-        """Human-readable facts recorded with results (defaults to the fingerprint)."""
-        return self.fingerprint()
+        """Facts recorded with results: the fingerprint plus name, dimension and device."""
+        return {**self.fingerprint(), "name": self.name, "dim": self.dim, "device": str(self.device)}
 
     def text_stats(self) -> dict[str, int]:
         """Counters since construction, e.g. ``{"texts": n, "truncated": m}``."""

@@ -236,11 +236,5 @@ class HFEncoder(Encoder):
     def describe(self) -> dict[str, Any]:
         import transformers
 
-        return {
-            **self.fingerprint(),
-            "name": self.name,
-            "model_id_or_path": self.model_id,
-            "dim": self.dim,
-            "device": str(self.device),
-            "transformers_version": transformers.__version__,
-        }
+        return {**super().describe(), "model_id_or_path": self.model_id,
+                "transformers_version": transformers.__version__}

@@ -190,14 +190,18 @@ def dir_signature(directory: str | Path, patterns: Sequence[str]) -> list[dict[s
 # --------------------------------------------------------------------------- runtime
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; anything else is passed to torch."""
+def resolve_device(device: str, option: str = "device") -> torch.device:
+    """``"auto"`` -> CUDA when available else CPU; anything else is passed to torch.
+
+    Raises:
+        ValueError: an invalid device string (names ``option``).
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(device)
     except RuntimeError as e:
-        raise EncoderError(f"invalid device option {device!r}: {e}") from e
+        raise ValueError(f"{option}: invalid device {device!r} ({e})") from e
 
 
 def resolve_precision(precision: str) -> torch.dtype:

@@ -238,11 +238,5 @@ class OpenClipEncoder(Encoder):
     def describe(self) -> dict[str, Any]:
         import open_clip
 
-        return {
-            **self.fingerprint(),
-            "name": self.name,
-            "model_name": self.model_name,
-            "dim": self.dim,
-            "device": str(self.device),
-            "open_clip_version": open_clip.__version__,
-        }
+        return {**super().describe(), "model_name": self.model_name,
+                "open_clip_version": open_clip.__version__}
