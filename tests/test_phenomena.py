@@ -25,8 +25,12 @@ ALPHAS = [round(a / 20, 2) for a in range(21)]
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory: pytest.TempPathFactory):
-    bench = load_toy(Path(tmp_path_factory.mktemp("toy")) / "toy")
+def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(tmp_path_factory.mktemp("toy")) / "toy"
+
+
+def _prepare(root: Path, subset: str):
+    bench = load_toy(root, subset)
     encoder = ToyEncoder(device="cpu")
     embs, _ = embed_benchmark(
         encoder, bench, splits=("queries", "corpus", "calibration/queries", "calibration/corpus"),
@@ -34,6 +38,18 @@ def toy(tmp_path_factory: pytest.TempPathFactory):
     )
     pools = calibration_pools(encoder, bench, embs, {"method": "gr", "source": "train"}, None, {})
     return bench, embs, pools
+
+
+@pytest.fixture(scope="module")
+def toy(toy_root: Path):
+    """ToyCOCO: text queries, MSCOCO-like."""
+    return _prepare(toy_root, "ToyCOCO")
+
+
+@pytest.fixture(scope="module")
+def toy_oven(toy_root: Path):
+    """ToyOVEN: image+text queries, OVEN-like."""
+    return _prepare(toy_root, "ToyOVEN")
 
 
 def _ndcg(toy, corpus: dict, calibration: str, fusion: dict | None = None) -> float:
@@ -84,12 +100,14 @@ def test_setting1_u_shape_without_calibration_and_flatter_with_gr(toy) -> None:
     assert curves["gr"][worst] > none[worst] + 0.1, (curves, worst)
 
 
-def test_setting2_fusion_failure_without_calibration_interior_optimum_with_gr(toy) -> None:
-    curves = {cal: [_ndcg(toy, {"mode": "all_multimodal"}, cal, {"alpha": a}) for a in ALPHAS]
+def test_setting2_fusion_failure_without_calibration_interior_optimum_with_gr(toy_oven) -> None:
+    """On the OVEN-like subset, as in the paper's OVEN panels: raw fusion is best at an end
+    (fusing in the image hurts), GR's best fusion is an interior alpha above both ends.
+    (On ToyCOCO the effect is weak: the uncalibrated optimum sits at alpha 0.2.)"""
+    curves = {cal: [_ndcg(toy_oven, {"mode": "all_multimodal"}, cal, {"alpha": a}) for a in ALPHAS]
               for cal in ("none", "gr")}
     best = {cal: ALPHAS[int(np.argmax(c))] for cal, c in curves.items()}
-    # "near an end" as in the paper's Figure 3, where raw CLIP peaks at alpha 0.05-0.2
-    assert min(best["none"], 1 - best["none"]) <= 0.2, (best, curves["none"])
-    assert 0.25 <= best["gr"] <= 0.75, (best, curves["gr"])
+    assert best["none"] in (0.0, 1.0), (best, curves["none"])
+    assert 0.0 < best["gr"] < 1.0, (best, curves["gr"])
     gr = curves["gr"]
-    assert max(gr) > max(gr[0], gr[-1]), gr
+    assert max(gr) > max(gr[0], gr[-1]) + 0.01, gr
