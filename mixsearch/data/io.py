@@ -35,22 +35,26 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[str, dict]]:
         DataError: the file is missing, a line is not valid JSON or not a JSON object
             (names ``file:line``).
     """
+    for where, line in _lines(path, "file"):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: invalid JSON: {e.msg} (column {e.colno})") from e
+        if not isinstance(obj, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        yield where, obj
+
+
+def _lines(path: str | os.PathLike, what: str) -> Iterator[tuple[str, str]]:
+    """Yield ``("file:line", line)`` for each non-blank line; a missing file is a DataError."""
     try:
         f = open(path, encoding="utf-8")
     except FileNotFoundError as e:
-        raise DataError(f"file not found: {path}") from e
+        raise DataError(f"{what} not found: {path}") from e
     with f:
         for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: invalid JSON: {e.msg} (column {e.colno})") from e
-            if not isinstance(obj, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            yield where, obj
+            if line.strip():
+                yield f"{path}:{lineno}", line
 
 
 def record_id(row: dict, where: str) -> str:
@@ -204,32 +208,24 @@ def read_qrels(path: str | os.PathLike) -> Qrels:
     qrels: Qrels = {}
     layout = None
     rows = 0
-    try:
-        f = open(path, encoding="utf-8")
-    except FileNotFoundError as e:
-        raise DataError(f"qrels file not found: {path}") from e
-    with f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+    for where, line in _lines(path, "qrels file"):
+        # Tabs when present, so ids may contain spaces; otherwise any whitespace.
+        fields = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
+        if layout is None:
+            layout = _qrels_columns(fields, where)
+            if layout[0]:
                 continue
-            where = f"{path}:{lineno}"
-            # Tabs when present, so ids may contain spaces; otherwise any whitespace.
-            fields = line.rstrip("\r\n").split("\t") if "\t" in line else line.split()
-            if layout is None:
-                layout = _qrels_columns(fields, where)
-                if layout[0]:
-                    continue
-            _, qi, ci, si, ncols = layout
-            if len(fields) != ncols:
-                raise DataError(f"{where}: expected {ncols} qrels columns, got {len(fields)}")
-            qid, cid = fields[qi].strip(), fields[ci].strip()
-            if not qid or not cid:
-                raise DataError(f"{where}: empty query or corpus id")
-            judged = qrels.setdefault(qid, {})
-            if cid in judged:
-                raise DataError(f"{where}: duplicate qrels pair (query {qid!r}, doc {cid!r})")
-            judged[cid] = _int_score(fields[si].strip(), where)
-            rows += 1
+        _, qi, ci, si, ncols = layout
+        if len(fields) != ncols:
+            raise DataError(f"{where}: expected {ncols} qrels columns, got {len(fields)}")
+        qid, cid = fields[qi].strip(), fields[ci].strip()
+        if not qid or not cid:
+            raise DataError(f"{where}: empty query or corpus id")
+        judged = qrels.setdefault(qid, {})
+        if cid in judged:
+            raise DataError(f"{where}: duplicate qrels pair (query {qid!r}, doc {cid!r})")
+        judged[cid] = _int_score(fields[si].strip(), where)
+        rows += 1
     if rows == 0:
         raise DataError(f"{path}: qrels file has no judgement rows")
     return qrels
