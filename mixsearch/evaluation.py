@@ -27,7 +27,7 @@ from mixsearch.diagnostics import (
 from mixsearch.embed.embeddings import Embeddings
 from mixsearch.fusion import Views, build_query_matrix, centre, fuse, l2_normalise, make_views
 from mixsearch.metrics import evaluate_ranking
-from mixsearch.retrieval import TopK, search
+from mixsearch.retrieval import IdOrder, TopK, search
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "corpus": {"mode": "released", "ratio": [1, 1, 1], "seed": 42, "p": 0.0, "replace_with": "auto"},
@@ -35,7 +35,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "calibration": {"method": "none", "source": "auto", "folds": 5, "seed": 0, "files": {},
                     "train_sets": []},
     "fusion": {"method": "weighted", "alpha": 0.5, "query": "weighted", "query_alpha": 0.5},
-    "retrieval": {"backend": "exact", "k": 100, "chunk_size": None, "device": "auto"},
+    "retrieval": {"backend": "exact", "k": 100, "chunk_size": None, "device": "auto",
+                  "ties": "trec"},
     "metrics": {"ks": [1, 5, 10, 100], "gain": "linear", "ndcg_variant": "trec",
                 "measures": ["ndcg", "recall", "mrr"]},
 }
@@ -133,10 +134,9 @@ class Evaluator:
         if unknown:
             raise DataError(f"{bench.name}: qrels query {unknown[0]!r} is not among the queries")
         self._query_cache: dict[tuple[str, float], _QueryState] = {}
-        # Rank of each doc id in ascending string order: the tie-break of search().
-        self._id_rank = np.empty(len(self.docs.ids), np.int64)
-        self._id_rank[np.argsort(np.array(self.docs.ids, dtype=object), kind="stable")] = (
-            np.arange(len(self.docs.ids)))
+        # Place of each doc in the tie order of search() (retrieval.ties).
+        self._order = IdOrder(self.docs.ids, len(self.docs.ids), self.retrieval_cfg["ties"])
+        self._id_rank = self._order.rank_of_row
 
     # ---- preparation -------------------------------------------------------------------------
     def _doc_views(self, embs: dict[str, Embeddings]) -> Views:
@@ -274,7 +274,7 @@ class Evaluator:
             return TopK(*self._search_rows(qs.after, docs, np.ones(len(docs), bool), k))
         # Unimodal docs do not depend on the fusion options: search them once per query option,
         # then merge with the image+text docs' top-k. Both lists are exact under the order
-        # (score desc, id asc), so the top-k of their union is the top-k of the whole corpus.
+        # (score desc, tie order), so the top-k of their union is the top-k of the whole corpus.
         if qs.unimodal_topk is None:
             qs.unimodal_topk = self._search_rows(qs.after, docs, unimodal, k)
         s_uni, r_uni = qs.unimodal_topk
@@ -290,7 +290,8 @@ class Evaluator:
         r = self.retrieval_cfg
         idx = np.flatnonzero(rows)
         hit = search(queries, docs[idx], k, doc_ids=[self.docs.ids[i] for i in idx],
-                     backend=r["backend"], chunk_size=r["chunk_size"], device=r["device"])
+                     backend=r["backend"], chunk_size=r["chunk_size"], device=r["device"],
+                     ties=r["ties"])
         return hit.scores, idx[hit.indices]
 
     def _corpus_summary(self) -> dict[str, Any]:
