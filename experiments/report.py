@@ -2,11 +2,14 @@
 
     python -m experiments.report <sweep dirs...> [--out DIR] [--figures table1 figure4 ...]
     python -m experiments.report summarize <sweep dirs...> [--out DIR]   # summary.csv/.md only
+    python -m experiments.report compare RUN_A RUN_B [--metric ndcg@10] [--json]
 
 Artefacts in ``--out`` (default: the single sweep dir): ``summary.{csv,md}``,
 ``table1.{md,csv}``, ``figure2..4.{png,pdf,csv}`` and ``report.md``. Jobs are matched to the
 paper by their model config name, ``calibration.method`` and ``dataset.subset``; results the
 paper has no number for (the toy benchmark, other models) show "–" in the paper columns.
+``compare`` tests two run dirs (``per_query.csv``) on their common queries: B − A, its 95 %
+paired bootstrap CI and a paired two-sided randomisation test (:mod:`mixsearch.stats`).
 Exit status: 0, or 1 when some job of the sweeps did not finish ok (everything is still
 written), 2 on bad input.
 """
@@ -14,6 +17,7 @@ written), 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,8 @@ from typing import Any
 import pandas as pd
 
 from experiments import paper, plots
-from mixsearch.callbacks import Job, collect_jobs, markdown_table, write_summary
+from mixsearch import stats
+from mixsearch.callbacks import Job, collect_jobs, markdown_table, read_per_query, write_summary
 from mixsearch.tracking import atomic_write_text
 
 ARTEFACTS = ("table1", "figure2", "figure3", "figure4", "compute")
@@ -253,9 +258,49 @@ def log_to_wandb(paths: list[Path], out: Path, sweeps: list[Path], args: argpars
     tracker.finish(ok=True)
 
 
+def compare_runs(run_a: Path, run_b: Path, metric: str = "ndcg@10", *,
+                 n_resamples: int = stats.N_RESAMPLES, seed: int = 0) -> stats.Comparison:
+    """Paired comparison of run B against run A on ``metric`` over their common queries.
+
+    Raises:
+        FileNotFoundError: a run dir has no ``per_query.csv``.
+        ValueError: the tables cannot be paired (see :func:`mixsearch.stats.compare`).
+    """
+    frames = [read_per_query(d) for d in (run_a, run_b)]
+    return stats.compare(*frames, metric, n_resamples=n_resamples, seed=seed,
+                         names=(f"{run_a}/per_query.csv", f"{run_b}/per_query.csv"))
+
+
+def compare_main(argv: list[str]) -> int:
+    """``compare RUN_A RUN_B``: prints the comparison (one JSON object with ``--json``)."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.report compare",
+                                     description="Compare run B against run A on common queries.")
+    parser.add_argument("run_a", type=Path, help="run dir of the baseline A")
+    parser.add_argument("run_b", type=Path, help="run dir of B")
+    parser.add_argument("--metric", default="ndcg@10", help="per_query.csv column (default ndcg@10)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--resamples", type=int, default=stats.N_RESAMPLES)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        c = compare_runs(args.run_a, args.run_b, args.metric, n_resamples=args.resamples, seed=args.seed)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(c.to_dict()))
+    else:
+        print(f"{c.metric} on {c.n_queries} common queries: A {c.a:.4f}, B {c.b:.4f}\n"
+              f"B - A = {c.delta:+.4f}, 95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}], "
+              f"p = {c.p_value:.4g} ({c.test})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "compare":
+        return compare_main(argv[1:])
     summarize_only = bool(argv) and argv[0] == "summarize"
     parser = argparse.ArgumentParser(prog="python -m experiments.report" + (" summarize" if summarize_only else ""),
                                      description=__doc__.split("\n\n")[0])

@@ -258,3 +258,54 @@ def test_report_from_a_toy_sweep(tmp_path):
             result = json.loads((Path(r["run_dir"]) / "metrics.json").read_text())
             assert result["config"]["corpus"]["mode"] == mode
             assert r["ndcg@10"] == result["metrics"]["ndcg@10"]
+
+
+def _per_query(run_dir: Path, values, qids=None) -> None:
+    qids = qids or [f"q{i}" for i in range(len(values))]
+    pd.DataFrame({"qid": qids, "target_modality": "text", "ndcg@10": values,
+                  "recall@1": [float(v > 0.5) for v in values]}).to_csv(run_dir / "per_query.csv", index=False)
+
+
+def test_summary_has_the_ndcg_bootstrap_ci(tmp_path):
+    from mixsearch import stats
+
+    sweep = tmp_path / "sweep"
+    values = [0.1 * (i % 10) for i in range(60)]
+    job = make_job(sweep, 0, model="toy", calibration="gr", subset="ToyCOCO", metrics=_metrics(0))
+    _per_query(job, values)
+    make_job(sweep, 1, model="toy", calibration="none", subset="ToyCOCO", metrics=_metrics(1))  # no per_query
+    frame = write_summary([sweep], sweep)
+    lo, hi = stats.mean_ci(values)
+    assert (frame.loc[0, "ndcg@10_ci_low"], frame.loc[0, "ndcg@10_ci_high"]) == (lo, hi)
+    assert lo < sum(values) / 60 < hi
+    assert pd.isna(frame.loc[1, "ndcg@10_ci_low"])
+    assert list(frame.columns[frame.columns.get_loc("ndcg@10"):][:3]) == ["ndcg@10", "ndcg@10_ci_low",
+                                                                            "ndcg@10_ci_high"]
+    md = (sweep / "summary.md").read_text()
+    assert "ndcg@10_ci_low" in md and f"{lo:.4f}" in md
+
+
+def test_compare_cli_json_and_self_comparison(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    va = [0.2 + 0.01 * (i % 7) for i in range(50)]
+    vb = [v + 0.05 + 0.02 * (i % 3) for i, v in enumerate(va)]
+    _per_query(a, va)
+    _per_query(b, vb[::-1] + [0.9], qids=[f"q{i}" for i in range(49, -1, -1)] + ["only_b"])
+    assert report.main(["compare", str(a), str(b), "--json"]) == 0
+    out = capsys.readouterr().out.strip()
+    got = json.loads(out)  # exactly one JSON object on stdout
+    assert out.count("\n") == 0
+    assert list(got) == ["metric", "a", "b", "delta", "ci_low", "ci_high", "p_value", "n_queries", "test"]
+    assert got["n_queries"] == 50 and got["metric"] == "ndcg@10"
+    assert got["delta"] == pytest.approx(sum(vb) / 50 - sum(va) / 50)
+    assert 0 < got["ci_low"] < got["delta"] < got["ci_high"] and got["p_value"] < 0.001
+    assert report.main(["compare", str(b), str(b), "--json"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert (same["delta"], same["p_value"]) == (0.0, 1.0)
+    assert report.main(["compare", str(a), str(b), "--metric", "recall@1"]) == 0
+    assert "recall@1 on 50 common queries" in capsys.readouterr().out
+    assert report.main(["compare", str(a), str(tmp_path / "none")]) == 2
+    assert f"{tmp_path / 'none' / 'per_query.csv'}: no such file" in capsys.readouterr().err
+    assert report.main(["compare", str(a), str(b), "--metric", "mrr@10"]) == 2
+    assert "per_query.csv: per-query table has no 'mrr@10' column" in capsys.readouterr().err
