@@ -57,7 +57,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                 "measures": ["ndcg", "recall", "mrr"]},
 }
 _POOL_KEYS = {"calibration/queries/text": "query_text", "calibration/queries/image": "query_image",
-              "calibration/corpus/text": "doc_text", "calibration/corpus/image": "doc_image"}
+              "calibration/corpus/text": "doc_text", "calibration/corpus/image": "doc_image",
+              "calibration/queries/joint": "query_joint", "calibration/corpus/joint": "doc_joint"}
 TOPK_SHARE_K = 10
 
 
@@ -107,8 +108,9 @@ class Evaluator:
     Args:
         bench: the benchmark.
         embs: raw embeddings by key: ``queries/text``, ``queries/image``, ``corpus/text``,
-            ``corpus/image``, ``corpus/screenshot`` (replace mode) and optionally
-            ``calibration/{queries,corpus}/{text,image}``.
+            ``corpus/image``, ``corpus/screenshot`` (replace mode), ``corpus/joint`` and
+            ``queries/joint`` (joint image+text embeddings, ``fusion=joint``) and optionally
+            ``calibration/{queries,corpus}/{text,image,joint}``.
         corpus: the ``corpus`` section (see :data:`DEFAULTS`).
         calibration: the ``calibration`` section.
         retrieval: the ``retrieval`` section.
@@ -141,7 +143,7 @@ class Evaluator:
         self.calibration: Calibration = resolve(
             options("calibration", calibration), self.queries, self.docs, pools=pools, means=means)
         m = self.calibration.means
-        self.centred_docs = centre(self.docs, m.get("doc_text"), m.get("doc_image"))
+        self.centred_docs = centre(self.docs, m.get("doc_text"), m.get("doc_image"), m.get("doc_joint"))
         self.target = target_modalities(bench.qrels, self.assignment)
         query_ids = set(self.queries.ids)
         unknown = [q for q in bench.qrels if q not in query_ids]
@@ -170,7 +172,8 @@ class Evaluator:
                 image[rows] = _rows(embs, key, [records[n].id for n in rows])
         full_text = np.zeros((len(records), dim), np.float32)
         full_text[has_text] = text
-        return make_views([r.id for r in records], full_text, image, has_text, has_image)
+        joint = _joint_rows(embs, "corpus/joint", records, has_text & has_image, dim)
+        return make_views([r.id for r in records], full_text, image, has_text, has_image, joint)
 
     def _query_views(self, embs: dict[str, Embeddings]) -> tuple[Views, bool]:
         records = self.bench.queries
@@ -186,7 +189,9 @@ class Evaluator:
             if mask.any():
                 out[mask] = _rows(embs, key, [r.id for r, m in zip(records, mask, strict=True) if m])
             parts.append(out)
-        return make_views([r.id for r in records], parts[0], parts[1], has_text, has_image), images_missing
+        joint = _joint_rows(embs, "queries/joint", records, has_text & has_image, dim)
+        views = make_views([r.id for r in records], parts[0], parts[1], has_text, has_image, joint)
+        return views, images_missing
 
     def _query_state(self, mode: str, alpha: float) -> _QueryState:
         """Everything that depends only on the query options, computed once per option."""
@@ -197,7 +202,7 @@ class Evaluator:
             raise DataError(f"fusion.query={mode}: queries have images but embs has no "
                             "'queries/image'; embed them or set fusion.query=text")
         m, notes = self.calibration.means, []
-        image_mean = m.get("query_image")
+        image_mean, joint_mean = m.get("query_image"), m.get("query_joint")
         uses_images = mode != "text" and self.queries.has_image.any()
         if self.calibration.method == "gr" and image_mean is None and uses_images:
             # No query-image pool: the doc-image mean is the closest stand-in (recorded).
@@ -205,9 +210,17 @@ class Evaluator:
             notes.append("query_image: doc_image mean used (no query_image mean)")
             if image_mean is None:
                 raise ValueError("calibration: image queries need a query_image or doc_image mean")
+        uses_joint = mode == "joint" and self.queries.both.any()
+        if self.calibration.method == "gr" and joint_mean is None and uses_joint:
+            joint_mean = m.get("doc_joint")
+            notes.append("query_joint: doc_joint mean used (no query_joint mean)")
+            if joint_mean is None:
+                raise ValueError("calibration: joint image+text queries need a query_joint or "
+                                 "doc_joint mean")
         before, _ = build_query_matrix(self.queries, mode=mode, alpha=alpha)
         after, _ = build_query_matrix(self.queries, mode=mode, alpha=alpha,
-                                      text_mean=m.get("query_text"), image_mean=image_mean)
+                                      text_mean=m.get("query_text"), image_mean=image_mean,
+                                      joint_mean=joint_mean)
         d, c = self.docs, self.centred_docs
         gap = modality_gap(
             doc_text=(d.text[d.has_text], l2_normalise(c.text[d.has_text])),
@@ -426,6 +439,18 @@ def _dim(embs: dict[str, Embeddings]) -> int:
         if dim != dims[first]:
             raise DataError(f"embs[{key!r}] has dim {dim} but embs[{first!r}] has dim {dims[first]}")
     return dims[first]
+
+
+def _joint_rows(
+    embs: dict[str, Embeddings], key: str, records: list, both: np.ndarray, dim: int
+) -> np.ndarray | None:
+    """Joint embeddings of the image+text rows (``None`` when ``key`` was not embedded)."""
+    if key not in embs:
+        return None
+    out = np.zeros((len(records), dim), np.float32)
+    if both.any():
+        out[both] = _rows(embs, key, [r.id for r, b in zip(records, both, strict=True) if b])
+    return out
 
 
 def _rows(embs: dict[str, Embeddings], key: str, ids: list[str]) -> np.ndarray:
