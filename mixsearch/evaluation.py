@@ -52,7 +52,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                     "train_sets": []},
     "fusion": {"method": "weighted", "alpha": 0.5, "query": "weighted", "query_alpha": 0.5},
     "retrieval": {"backend": "exact", "k": 100, "chunk_size": None, "device": "auto",
-                  "ties": "trec"},
+                  "ties": "trec", "index": "flat", "nlist": None, "nprobe": 32, "hnsw_m": 32,
+                  "ef_search": 256},
     "metrics": {"ks": [1, 5, 10, 100], "gain": "linear", "ndcg_variant": "trec",
                 "measures": ["ndcg", "recall", "mrr"]},
 }
@@ -413,7 +414,8 @@ class Evaluator:
         idx = np.flatnonzero(rows)
         hit = search(queries, docs[idx], k, doc_ids=[self.docs.ids[i] for i in idx],
                      backend=r["backend"], chunk_size=r["chunk_size"], device=r["device"],
-                     ties=r["ties"])
+                     ties=r["ties"], index=r["index"], nlist=r["nlist"], nprobe=r["nprobe"],
+                     hnsw_m=r["hnsw_m"], ef_search=r["ef_search"])
         return hit.scores, idx[hit.indices]
 
     def _corpus_summary(self) -> dict[str, Any]:

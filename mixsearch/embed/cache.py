@@ -158,15 +158,16 @@ class CacheEntry:
             )
             return None
 
-    def read_part(self, p: int, *, warn: bool = True) -> Part | None:
+    def read_part(self, p: int, *, warn: bool = True, mmap: bool = False) -> Part | None:
         """Part ``p`` if it exists and is sound, else None (a corrupt part logs a warning
-        naming the file when ``warn``)."""
+        naming the file when ``warn``). ``mmap``: the vectors are a read-only memory map of
+        the ``.npy`` file (pages are read on use, and freed with the array)."""
         npy = self._file(p, ".npy")
         if not npy.is_file():
             return None
         try:
             meta = json.loads(self._file(p, ".ids.json").read_text())
-            vectors = np.load(npy, allow_pickle=False)
+            vectors = np.load(npy, allow_pickle=False, mmap_mode="r" if mmap else None)
             problem = self._check_part(p, meta["ids"], meta["skipped"], vectors)
         except (OSError, ValueError, EOFError, KeyError, TypeError) as e:
             problem = f"unreadable: {e}"
