@@ -29,6 +29,11 @@ MAIN_METRICS = ("ndcg@10", "ndcg@100", "recall@1", "mrr@10")
 #: Config groups whose choice gets a column of its own.
 GROUPS = ("model", "dataset", "corpus", "calibration", "fusion")
 
+# Jobs that did not end ok in the multiruns that ended in this process (None: none ended).
+# run.py turns it into the exit status once Hydra returns, i.e. after every job ran and every
+# callback (this summary included) is done.
+_not_ok: int | None = None
+
 
 @dataclass
 class Job:
@@ -178,17 +183,34 @@ def _is_metric_column(column: str, jobs: list[Job]) -> bool:
         column in ((j.result or {}).get("metrics") or {}) for j in jobs)
 
 
+def sweep_exit_code() -> int:
+    """The exit status of this process's multiruns: 0 when every job ended ok, else 1.
+
+    A sweep whose jobs left no job dir at all (they never started) counts as failed; a process
+    that ran no multirun exits 0.
+    """
+    return 1 if _not_ok else 0
+
+
+def _record(not_ok: int) -> None:
+    global _not_ok
+    _not_ok = (_not_ok or 0) + not_ok
+
+
 class SummaryCallback(Callback):
-    """Writes ``summary.csv`` and ``summary.md`` into the sweep dir when a multirun ends."""
+    """Writes ``summary.csv`` and ``summary.md`` into the sweep dir when a multirun ends, and
+    records how many jobs did not end ok (see :func:`sweep_exit_code`)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
             frame = write_summary([sweep_dir], sweep_dir)
         except FileNotFoundError as e:  # a sweep whose jobs never started: nothing to sum up
-            log.warning("no sweep summary: %s", e)
+            log.error("no sweep summary: %s", e)
+            _record(1)
             return
         failed = frame[frame["status"] != "ok"]
+        _record(len(failed))
         log.info("sweep summary: %s (%d jobs, %d not ok)", sweep_dir / "summary.md", len(frame), len(failed))
         for row in failed.itertuples(index=False):
             log.warning("job %s %s: %s", row.job, row.status, row.error)
