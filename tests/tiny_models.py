@@ -256,3 +256,42 @@ def make_tiny_lora_adapter(base_dir: str | Path, directory: str | Path, *, seed:
                 param.normal_(0, 0.5)
     peft_model.save_pretrained(str(directory))
     return str(directory)
+
+
+#: a minimal chat template (Qwen2-VL's layout of image and text parts) so Sentence
+#: Transformers can feed {"text", "image"} items to the tiny VLM as one message
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for c in message['content'] %}{% if c['type'] == 'image' %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% elif c['type'] == 'text' %}{{ c['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}{% endfor %}<|endoftext|>"
+)
+
+
+def make_tiny_st_clip(directory: str | Path, *, seed: int = 0) -> str:
+    """Write a Sentence Transformers model over the tiny transformers CLIP (text and image,
+    no joint input); return the folder."""
+    from sentence_transformers import SentenceTransformer
+
+    out = Path(directory)
+    clip_dir = make_tiny_hf_clip(out / "_clip", seed=seed)
+    model = SentenceTransformer(clip_dir, device="cpu")
+    model.save(str(out / "st"))
+    return str(out / "st")
+
+
+def make_tiny_st_vlm(directory: str | Path, *, seed: int = 0) -> str:
+    """Write a Sentence Transformers model over the tiny Qwen2-VL (mean pooling) whose
+    processor has a chat template, so it embeds texts, images and {text, image} items;
+    return the folder."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoProcessor
+
+    out = Path(directory)
+    vlm_dir = make_tiny_qwen2vl(out / "_vlm", seed=seed)
+    processor = AutoProcessor.from_pretrained(vlm_dir)
+    processor.chat_template = TINY_CHAT_TEMPLATE
+    processor.save_pretrained(vlm_dir)
+    model = SentenceTransformer(vlm_dir, device="cpu")
+    model.save(str(out / "st"))
+    return str(out / "st")

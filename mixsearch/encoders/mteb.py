@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mixsearch.encoders.base import Encoder, EncoderError
+from mixsearch.encoders.base import ROLES, Encoder, EncoderError, check_role
 from mixsearch.encoders.offline import hub_commit, hub_errors, require_hub_files, resolve_device
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ DEFAULT_INSTRUCTIONS: dict[str, str | None] = {
 #: modality of a batch -> mteb task category (query side "2" document side)
 CATEGORIES = {"text": "t2t", "image": "i2i", "joint": "it2it"}
 _MTEB_MODALITIES = {"text": ["text"], "image": ["image"], "joint": ["text", "image"]}
-ROLES_ = ("query", "document")
 
 
 class RGBImage:
@@ -66,12 +65,6 @@ def _quiet_datasets() -> Iterator[None]:
     finally:
         if was_enabled:
             datasets.enable_progress_bars()
-
-
-def _check_role(role: str) -> str:
-    if role not in ROLES_:
-        raise EncoderError(f"unknown role {role!r}; expected one of {ROLES_}")
-    return role
 
 
 class MtebEncoder(Encoder):
@@ -116,12 +109,12 @@ class MtebEncoder(Encoder):
         if self.batch_size < 1:
             raise EncoderError(f"batch_size must be >= 1, got {batch_size}")
         instructions = dict(DEFAULT_INSTRUCTIONS if instructions is None else instructions)
-        unknown = set(instructions) - set(ROLES_)
+        unknown = set(instructions) - set(ROLES)
         if unknown:
             raise EncoderError(
-                f"instructions: unknown role(s) {sorted(unknown)}; expected keys {list(ROLES_)}"
+                f"instructions: unknown role(s) {sorted(unknown)}; expected keys {list(ROLES)}"
             )
-        self.instructions = {r: instructions.get(r) or None for r in ROLES_}
+        self.instructions = {r: instructions.get(r) or None for r in ROLES}
         self.task_name = task_name
         self.loader_kwargs = dict(loader_kwargs or {})
         try:
@@ -202,7 +195,7 @@ class MtebEncoder(Encoder):
         from mteb._create_dataloaders import create_dataloader
         from mteb.types import PromptType
 
-        _check_role(role)
+        check_role(role)
         if modality not in _MTEB_MODALITIES or (
                 modality != "image" and "text" not in self.modalities) or (
                 modality != "text" and "image" not in self.modalities):
@@ -271,6 +264,18 @@ class MtebEncoder(Encoder):
 
     def text_stats(self) -> dict[str, int]:
         return {"texts": self._texts}
+
+    def parameter_count(self) -> int | None:
+        """Parameters of the torch modules inside mteb's wrapper, else mteb's metadata
+        (None for computed baselines and API models)."""
+        seen: dict[int, int] = {}
+        for value in vars(self.model).values():
+            if isinstance(value, torch.nn.Module):
+                for p in value.parameters():
+                    seen.setdefault(id(p), p.numel())
+        if seen:
+            return sum(seen.values())
+        return int(self.meta.n_parameters) if self.meta.n_parameters else None
 
     def fingerprint(self) -> dict[str, Any]:
         import mteb

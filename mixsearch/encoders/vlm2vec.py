@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from mixsearch.encoders.base import Encoder, EncoderError
+from mixsearch.encoders.base import ROLES, Encoder, EncoderError, check_role
 from mixsearch.encoders.offline import (
     dir_signature,
     hub_cached,
@@ -50,7 +50,6 @@ from mixsearch.encoders.offline import (
 
 log = logging.getLogger(__name__)
 
-ROLES_ = ("query", "document")
 MODALITIES = ("text", "image", "joint")
 #: the image placeholder of each backbone (VLM2Vec's ``VLM_IMAGE_TOKENS``)
 IMAGE_TOKENS = {"qwen2_vl": "<|image_pad|>", "llava_next": "<image>"}
@@ -77,7 +76,7 @@ _LOCAL_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.model", "merges.txt", 
 def _check_templates(instructions: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
     """Validate the (role, modality) templates: each placeholder present exactly as needed."""
     out: dict[str, dict[str, str]] = {}
-    for role in ROLES_:
+    for role in ROLES:
         given = instructions.get(role) or {}
         unknown = set(given) - set(MODALITIES)
         if unknown:
@@ -97,10 +96,10 @@ def _check_templates(instructions: Mapping[str, Mapping[str, str]]) -> dict[str,
                     f"{'{image} once' if need_image else 'no {image}'}"
                 )
             out[role][modality] = template
-    unknown_roles = set(instructions) - set(ROLES_)
+    unknown_roles = set(instructions) - set(ROLES)
     if unknown_roles:
         raise EncoderError(
-            f"instructions: unknown role(s) {sorted(unknown_roles)}; expected {list(ROLES_)}"
+            f"instructions: unknown role(s) {sorted(unknown_roles)}; expected {list(ROLES)}"
         )
     return out
 
@@ -253,6 +252,7 @@ class VLM2VecEncoder(Encoder):
         }
         self._texts = 0
         self._truncated = 0
+        self._empty = 0
 
     # ------------------------------------------------------------------ loading
 
@@ -283,8 +283,7 @@ class VLM2VecEncoder(Encoder):
 
     def prompt(self, role: str, modality: str, text: str | None = None) -> str:
         """The exact string fed to the processor for one item of ``(role, modality)``."""
-        if role not in ROLES_:
-            raise EncoderError(f"unknown role {role!r}; expected one of {ROLES_}")
+        check_role(role)
         template = self.templates[role][modality]
         out = template.replace("{image}", self.image_token)
         if modality != "image":
@@ -327,8 +326,18 @@ class VLM2VecEncoder(Encoder):
         if not prompts:
             return torch.empty(0, self.dim)
         tokenizer = self.processor.tokenizer
-        # batch by length: sort, cut into micro-batches, restore the order
         lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+        if 0 in lengths:
+            # an empty document text has no token to pool (Qwen2 adds no BOS): embed the
+            # end-of-text token instead, and say so
+            empty = [i for i, n in enumerate(lengths) if n == 0]
+            log.warning("%s: %d empty input(s) embedded as %r", self.name, len(empty),
+                        tokenizer.eos_token)
+            prompts = list(prompts)
+            for i in empty:
+                prompts[i], lengths[i] = tokenizer.eos_token, 1
+            self._empty += len(empty)
+        # batch by length: sort, cut into micro-batches, restore the order
         order = sorted(range(len(prompts)), key=lambda i: lengths[i])
         step = self.micro_batch_size or len(prompts)
         out = torch.empty(len(prompts), self.dim)
@@ -375,7 +384,7 @@ class VLM2VecEncoder(Encoder):
     # ------------------------------------------------------------------ records
 
     def text_stats(self) -> dict[str, int]:
-        return {"texts": self._texts, "truncated": self._truncated}
+        return {"texts": self._texts, "truncated": self._truncated, "empty": self._empty}
 
     def _checkpoint(self, repo: str, revision: str | None) -> dict[str, Any]:
         if Path(repo).is_dir():
