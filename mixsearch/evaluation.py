@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mixsearch.calibration import Calibration, Means, resolve
+from mixsearch.calibration import Calibration, Means, calibration_pairs, resolve
 from mixsearch.corpus import doc_image_key, mix_corpus, modality_counts
 from mixsearch.data.benchmark import Benchmark, DataError
 from mixsearch.diagnostics import (
@@ -25,18 +25,19 @@ from mixsearch.diagnostics import (
     topk_modality_share,
 )
 from mixsearch.embed.embeddings import Embeddings
-from mixsearch.fusion import Views, build_query_matrix, centre, fuse, l2_normalise, make_views
+from mixsearch.fusion import Views, build_query_matrix, fuse, l2_normalise, make_views
+from mixsearch.merge import SINGLE, check_merge, merge_lists
 from mixsearch.metrics import evaluate_ranking
 from mixsearch.retrieval import IdOrder, TopK, search
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "corpus": {"mode": "released", "ratio": [1, 1, 1], "seed": 42, "p": 0.0, "replace_with": "auto"},
     # train_sets is read by the pipeline, which turns it into ``pools``.
-    "calibration": {"method": "none", "source": "auto", "folds": 5, "seed": 0, "files": {},
-                    "train_sets": []},
+    "calibration": {"method": "none", "params": {}, "source": "auto", "folds": 5, "seed": 0,
+                    "files": {}, "state_dir": None, "max_samples": None, "train_sets": []},
     "fusion": {"method": "weighted", "alpha": 0.5, "query": "weighted", "query_alpha": 0.5},
     "retrieval": {"backend": "exact", "k": 100, "chunk_size": None, "device": "auto",
-                  "ties": "trec"},
+                  "ties": "trec", "merge": "single", "rrf_k": 60},
     "metrics": {"ks": [1, 5, 10, 100], "gain": "linear", "ndcg_variant": "trec",
                 "measures": ["ndcg", "recall", "mrr"]},
 }
@@ -101,6 +102,8 @@ class Evaluator:
         metrics: the ``metrics`` section.
         pools: raw calibration embeddings by role; default: the ``calibration/...`` embeddings.
         means: precomputed :class:`Means` (``source`` train / files).
+        pairs: raw paired ``(text, image)`` calibration rows for paired methods (``procrustes``);
+            default: the calibration items embedded both as text and as image.
     """
 
     def __init__(
@@ -114,20 +117,24 @@ class Evaluator:
         metrics: dict[str, Any] | None = None,
         pools: dict[str, np.ndarray] | None = None,
         means: Means | None = None,
+        pairs: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.bench = bench
         self.corpus_cfg = options("corpus", corpus)
         self.retrieval_cfg = options("retrieval", retrieval)
+        check_merge(self.retrieval_cfg["merge"])
         self.metrics_cfg = options("metrics", metrics)
         self.assignment = mix_corpus(bench, **self.corpus_cfg)
         self.docs = self._doc_views(embs)
         self.queries, self._query_images_missing = self._query_views(embs)
         if pools is None:
             pools = {role: embs[key].vectors for key, role in _POOL_KEYS.items() if key in embs}
+        if pairs is None:
+            pairs = calibration_pairs(embs)
         self.calibration: Calibration = resolve(
-            options("calibration", calibration), self.queries, self.docs, pools=pools, means=means)
-        m = self.calibration.means
-        self.centred_docs = centre(self.docs, m.get("doc_text"), m.get("doc_image"), m.get("doc_joint"))
+            options("calibration", calibration), self.queries, self.docs, pools=pools, means=means,
+            pairs=pairs)
+        self.centred_docs = self.calibration.apply(self.docs, "doc")
         self.target = target_modalities(bench.qrels, self.assignment)
         query_ids = set(self.queries.ids)
         unknown = [q for q in bench.qrels if q not in query_ids]
@@ -184,26 +191,11 @@ class Evaluator:
         if self._query_images_missing and mode != "text":
             raise DataError(f"fusion.query={mode}: queries have images but embs has no "
                             "'queries/image'; embed them or set fusion.query=text")
-        m, notes = self.calibration.means, []
-        image_mean, joint_mean = m.get("query_image"), m.get("query_joint")
-        uses_images = mode != "text" and self.queries.has_image.any()
-        if self.calibration.method == "gr" and image_mean is None and uses_images:
-            # No query-image pool: the doc-image mean is the closest stand-in (recorded).
-            image_mean = m.get("doc_image")
-            notes.append("query_image: doc_image mean used (no query_image mean)")
-            if image_mean is None:
-                raise ValueError("calibration: image queries need a query_image or doc_image mean")
-        uses_joint = mode == "joint" and self.queries.both.any()
-        if self.calibration.method == "gr" and joint_mean is None and uses_joint:
-            joint_mean = m.get("doc_joint")
-            notes.append("query_joint: doc_joint mean used (no query_joint mean)")
-            if joint_mean is None:
-                raise ValueError("calibration: joint image+text queries need a query_joint or "
-                                 "doc_joint mean")
+        notes: list[str] = []
         before, _ = build_query_matrix(self.queries, mode=mode, alpha=alpha)
-        after, _ = build_query_matrix(self.queries, mode=mode, alpha=alpha,
-                                      text_mean=m.get("query_text"), image_mean=image_mean,
-                                      joint_mean=joint_mean)
+        # a query role without its own state borrows the doc role's (recorded in the notes)
+        used = self.calibration.apply(self.queries.select(mode), "query", notes)
+        after = fuse(used, method="joint" if mode == "joint" else "weighted", alpha=alpha)
         d, c = self.docs, self.centred_docs
         gap = modality_gap(
             doc_text=(d.text[d.has_text], l2_normalise(c.text[d.has_text])),
@@ -262,7 +254,10 @@ class Evaluator:
             raise ValueError(f"retrieval.k={k} is below the largest metrics.ks "
                              f"({max(self.metrics_cfg['ks'])}); those metrics would be truncated")
         unimodal = ~(self.docs.has_text & self.docs.has_image)
-        if self.calibration.method == "pushdown":
+        if self.calibration.calibrator.push_down:
+            if self.retrieval_cfg["merge"] != SINGLE:
+                raise ValueError("calibration=pushdown ranks by its own rule; it takes no "
+                                 f"retrieval.merge (got {self.retrieval_cfg['merge']!r})")
             # Push-down (seed): all text docs by cosine, then every other doc by its own
             # cosine; scores 1 - i/100 by rank, as the seed writes them.
             parts = [self._search_rows(qs.after, docs, rows, k)[1]
@@ -270,6 +265,12 @@ class Evaluator:
             indices = np.concatenate(parts, axis=1)[:, :k]
             ranks = np.arange(indices.shape[1], dtype=np.float32)
             return TopK(np.broadcast_to(1 - ranks / 100, indices.shape).copy(), indices)
+        merge = self.retrieval_cfg["merge"]
+        if merge != SINGLE:
+            # each doc modality is its own index; their lists are merged (mixsearch.merge)
+            lists = [self._search_rows(qs.after, docs, self.docs.modalities == mod, k)
+                     for mod in sorted(set(self.docs.modalities.tolist()))]
+            return TopK(*merge_lists(lists, merge, k, self._id_rank, int(self.retrieval_cfg["rrf_k"])))
         if unimodal.all() or not unimodal.any():
             return TopK(*self._search_rows(qs.after, docs, np.ones(len(docs), bool), k))
         # Unimodal docs do not depend on the fusion options: search them once per query option,
