@@ -229,6 +229,25 @@ def encoder_compute(
     return out
 
 
+def gflops_per_doc(
+    compute: dict[str, Any], counts: dict[str, int], fusion_cfg: dict[str, Any]
+) -> float | None:
+    """Mean GFLOPs to embed one document of this run's corpus mix: a text or image document
+    costs one text or image embedding; an image+text one costs both (α-fusion, late fusion)
+    or one joint embedding (``fusion=joint``). ``None`` when a needed figure is unknown."""
+    g_text, g_image = compute.get("gflops_per_text"), compute.get("gflops_per_image")
+    joint = fusion_cfg.get("method") == "joint"
+    g_both = compute.get("gflops_per_joint") if joint else (
+        None if g_text is None or g_image is None else g_text + g_image)
+    total, n = 0.0, 0
+    for modality, g in (("text", g_text), ("image", g_image), ("image+text", g_both)):
+        k = int(counts.get(modality, 0))
+        if k and g is None:
+            return None
+        total, n = total + k * (g or 0.0), n + k
+    return total / n if n else None
+
+
 def _fingerprint(encoder: Encoder) -> str:
     try:
         return encoder.fingerprint_hash()
@@ -324,8 +343,9 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
     out["benchmark"] = {"name": bench.name, "n_queries": len(bench.queries),
                         "n_docs": len(bench.corpus), **{k: v for k, v in bench.meta.items()
                                                           if isinstance(v, (str, int, float, type(None)))}}
-    out["encoder"] = {**encoder.describe(),
-                      "compute": encoder_compute(encoder, bench, stats, fusion_cfg, embed_cfg)}
+    compute = encoder_compute(encoder, bench, stats, fusion_cfg, embed_cfg)
+    compute["gflops_per_doc"] = gflops_per_doc(compute, out["corpus"]["counts"], fusion_cfg)
+    out["encoder"] = {**encoder.describe(), "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
                         "text_stats": encoder.text_stats()}
     out["config"] = cfg
