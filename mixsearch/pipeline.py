@@ -72,7 +72,10 @@ def _needs_screenshots(bench: Benchmark, corpus_cfg: dict[str, Any]) -> bool:
 
 
 def _needs_pools(cal_cfg: dict[str, Any]) -> bool:
-    return cal_cfg.get("method", "none") == "gr" and cal_cfg.get("source", "auto") in ("train", "auto")
+    from mixsearch.calibrators import build_calibrator
+
+    method = build_calibrator(cal_cfg.get("method", "none"), cal_cfg.get("params"))
+    return method.fits_state and cal_cfg.get("source", "auto") in ("train", "auto")
 
 
 def joint_splits(fusion_cfg: dict[str, Any]) -> tuple[str, ...]:
@@ -226,6 +229,25 @@ def encoder_compute(
     return out
 
 
+def gflops_per_doc(
+    compute: dict[str, Any], counts: dict[str, int], fusion_cfg: dict[str, Any]
+) -> float | None:
+    """Mean GFLOPs to embed one document of this run's corpus mix: a text or image document
+    costs one text or image embedding; an image+text one costs both (α-fusion, late fusion)
+    or one joint embedding (``fusion=joint``). ``None`` when a needed figure is unknown."""
+    g_text, g_image = compute.get("gflops_per_text"), compute.get("gflops_per_image")
+    joint = fusion_cfg.get("method") == "joint"
+    g_both = compute.get("gflops_per_joint") if joint else (
+        None if g_text is None or g_image is None else g_text + g_image)
+    total, n = 0.0, 0
+    for modality, g in (("text", g_text), ("image", g_image), ("image+text", g_both)):
+        k = int(counts.get(modality, 0))
+        if k and g is None:
+            return None
+        total, n = total + k * (g or 0.0), n + k
+    return total / n if n else None
+
+
 def _fingerprint(encoder: Encoder) -> str:
     try:
         return encoder.fingerprint_hash()
@@ -235,20 +257,25 @@ def _fingerprint(encoder: Encoder) -> str:
 
 def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
     """Write each fitted mean vector as ``<role>.npy`` so later runs can reuse it with
-    ``calibration.source=files calibration.files.<role>=...``. Cross-fitted means (one row per
-    item, not one vector) are not reusable and are not written."""
-    vectors = {role: m for role, m in means.items() if m is not None and m.ndim == 1}
-    if not vectors:
+    ``calibration.source=files calibration.files.<role>=...`` (or ``calibration.state_dir``).
+    Cross-fitted means (one row per item, not one vector) are not reusable and are not written."""
+    return save_state(folder, {role: m for role, m in means.items() if m is not None and m.ndim == 1})
+
+
+def save_state(folder: Path, state: dict[str, np.ndarray]) -> dict[str, str]:
+    """Write each array of a calibration state as ``<key>.npy`` (atomically), reusable with
+    ``calibration.source=files calibration.state_dir=<folder>``. Returns key -> path."""
+    if not state:
         return {}
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for role, vec in sorted(vectors.items()):
-        path = folder / f"{role}.npy"
-        tmp = folder / f".{role}.npy.tmp"
+    for key, arr in sorted(state.items()):
+        path = folder / f"{key}.npy"
+        tmp = folder / f".{key}.npy.tmp"
         with open(tmp, "wb") as f:  # a file object keeps numpy from renaming the temp file
-            np.save(f, vec.astype(np.float32))
+            np.save(f, np.asarray(arr, dtype=np.float32))
         tmp.replace(path)
-        written[role] = str(path)
+        written[key] = str(path)
     return written
 
 
@@ -304,14 +331,21 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
     )
     result = evaluator.run(fusion_cfg)
     out = result.to_json()
-    mean_files = save_means(run_dir / "means", evaluator.calibration.means)
-    if mean_files:
-        out["calibration"]["mean_files"] = mean_files
+    cal = evaluator.calibration
+    if cal.method == "gr":
+        mean_files = save_means(run_dir / "means", cal.means)
+        if mean_files:
+            out["calibration"]["mean_files"] = mean_files
+            out["calibration"]["state_dir"] = str(run_dir / "means")
+    elif cal.reusable_state:
+        out["calibration"]["state_files"] = save_state(run_dir / "calibration_state", cal.reusable_state)
+        out["calibration"]["state_dir"] = str(run_dir / "calibration_state")
     out["benchmark"] = {"name": bench.name, "n_queries": len(bench.queries),
                         "n_docs": len(bench.corpus), **{k: v for k, v in bench.meta.items()
                                                           if isinstance(v, (str, int, float, type(None)))}}
-    out["encoder"] = {**encoder.describe(),
-                      "compute": encoder_compute(encoder, bench, stats, fusion_cfg, embed_cfg)}
+    compute = encoder_compute(encoder, bench, stats, fusion_cfg, embed_cfg)
+    compute["gflops_per_doc"] = gflops_per_doc(compute, out["corpus"]["counts"], fusion_cfg)
+    out["encoder"] = {**encoder.describe(), "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
                         "text_stats": encoder.text_stats()}
     out["config"] = cfg

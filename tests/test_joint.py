@@ -191,3 +191,25 @@ def test_compute_counts_flops_of_each_input_kind() -> None:
     assert out["items_per_s"] > 0 and out["items_per_s_source"] == "sample"
     dual = measure_compute(FakeEncoder(dim=8), samples)
     assert dual["gflops_per_joint"] is None and any("joint" in n for n in dual["notes"])
+
+
+def test_joint_means_written_by_a_run_are_reusable_as_files(tmp_path: Path) -> None:
+    from mixsearch.embed.embeddings import Embeddings
+    from mixsearch.evaluation import Evaluator
+    from mixsearch.pipeline import save_means
+
+    bench, embs, pools = synthetic()
+    ids = [r.id for r in bench.corpus]
+    embs["corpus/joint"] = Embeddings(ids, np.random.default_rng(2).standard_normal((len(ids), 32))
+                                      .astype(np.float32) + 1.5)
+    pools = {**pools, "doc_joint": np.random.default_rng(3).standard_normal((40, 32)).astype(np.float32) + 1.5}
+    common = {"corpus": {"mode": "released"}, "retrieval": {"k": 100}, "metrics": {"ks": [1, 10, 100]}}
+    fitted = Evaluator(bench, embs, calibration={"method": "gr", "source": "train"}, pools=pools, **common)
+    files = save_means(tmp_path / "means", fitted.calibration.means)
+    assert "doc_joint" in files
+    reused = Evaluator(bench, embs, calibration={"method": "gr", "source": "files", "files": files}, **common)
+    fusion = {"method": "joint", "query": "joint"}
+    assert reused.run(fusion).metrics == fitted.run(fusion).metrics
+    missing = {k: v for k, v in files.items() if k != "doc_joint"}
+    with pytest.raises(Exception, match="calibration.files.doc_joint"):
+        Evaluator(bench, embs, calibration={"method": "gr", "source": "files", "files": missing}, **common)
