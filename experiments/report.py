@@ -22,6 +22,7 @@ import pandas as pd
 
 from experiments import paper, plots
 from mixsearch.callbacks import Job, collect_jobs, markdown_table, write_summary
+from mixsearch.jobinfo import sweep_group
 from mixsearch.tracking import atomic_write_text
 
 ARTEFACTS = ("table1", "figure2", "figure3", "figure4")
@@ -203,9 +204,10 @@ def log_to_wandb(paths: list[Path], out: Path, sweeps: list[Path], args: argpars
     """Mirror the report to one W&B run (job_type=report) grouped with the first sweep."""
     from mixsearch.tracking import WandbTracker
 
+    group = sweep_group(sweeps[0])
     tracker = WandbTracker(out, project=args.wandb_project, entity=args.wandb_entity,
-                           mode=args.wandb_mode, group=sweeps[0].name, tags=["report"],
-                           name=f"report {sweeps[0].name}", job_type="report")
+                           mode=args.wandb_mode, group=group, tags=["report"],
+                           name=f"report {group}", job_type="report")
     for p in paths:
         if p.suffix == ".png":
             tracker.log_figure(p.stem, p)
@@ -226,9 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--figures", nargs="+", choices=ARTEFACTS,
                             help="artefacts to render (default: all the sweeps have data for)")
         parser.add_argument("--wandb", action="store_true", help="also log the report to W&B")
-        parser.add_argument("--wandb-project", default="mixsearch")
-        parser.add_argument("--wandb-entity", default=None)
-        parser.add_argument("--wandb-mode", default="online", choices=["online", "offline", "disabled"])
+        parser.add_argument("--wandb-project", default=None, help="default: $WANDB_PROJECT, else mixsearch")
+        parser.add_argument("--wandb-entity", default=None, help="default: $WANDB_ENTITY")
+        parser.add_argument("--wandb-mode", default=None, choices=["online", "offline", "disabled"],
+                            help="default: $WANDB_MODE, else online")
     args = parser.parse_args(argv[1:] if summarize_only else argv)
     if args.out is None and len(args.sweeps) > 1:
         parser.error("--out is required with several sweep dirs")

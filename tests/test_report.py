@@ -202,7 +202,7 @@ def test_report_logged_to_wandb_offline(tmp_path, monkeypatch):
     assert report.main([str(sweep), "--figures", "table1", "figure4", "--wandb",
                         "--wandb-mode", "offline"]) == 0
     run = read_offline_run(tmp_path / "wb")
-    assert run["exit_code"] == 0 and run["run"].run_group == "sweep"
+    assert run["exit_code"] == 0 and run["run"].run_group == f"{tmp_path.name}/sweep"
     assert Image.open(run["files"] / run["summary"]["figures/figure4/path"]).format == "PNG"
     table = json.loads((run["files"] / run["summary"]["table1/path"]).read_text())
     assert len(table["data"]) == 8 * 3 and "paper" in table["columns"]
