@@ -27,7 +27,7 @@ from mixsearch.diagnostics import (
 from mixsearch.embed.embeddings import Embeddings
 from mixsearch.fusion import Views, build_query_matrix, centre, fuse, l2_normalise, make_views
 from mixsearch.metrics import evaluate_ranking
-from mixsearch.retrieval import TopK, search
+from mixsearch.retrieval import IdOrder, TopK, search
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "corpus": {"mode": "released", "ratio": [1, 1, 1], "seed": 42, "p": 0.0, "replace_with": "auto"},
@@ -35,12 +35,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "calibration": {"method": "none", "source": "auto", "folds": 5, "seed": 0, "files": {},
                     "train_sets": []},
     "fusion": {"method": "weighted", "alpha": 0.5, "query": "weighted", "query_alpha": 0.5},
-    "retrieval": {"backend": "exact", "k": 100, "chunk_size": None, "device": "auto"},
+    "retrieval": {"backend": "exact", "k": 100, "chunk_size": None, "device": "auto",
+                  "ties": "trec"},
     "metrics": {"ks": [1, 5, 10, 100], "gain": "linear", "ndcg_variant": "trec",
                 "measures": ["ndcg", "recall", "mrr"]},
 }
 _POOL_KEYS = {"calibration/queries/text": "query_text", "calibration/queries/image": "query_image",
-              "calibration/corpus/text": "doc_text", "calibration/corpus/image": "doc_image"}
+              "calibration/corpus/text": "doc_text", "calibration/corpus/image": "doc_image",
+              "calibration/queries/joint": "query_joint", "calibration/corpus/joint": "doc_joint"}
 TOPK_SHARE_K = 10
 
 
@@ -90,8 +92,9 @@ class Evaluator:
     Args:
         bench: the benchmark.
         embs: raw embeddings by key: ``queries/text``, ``queries/image``, ``corpus/text``,
-            ``corpus/image``, ``corpus/screenshot`` (replace mode) and optionally
-            ``calibration/{queries,corpus}/{text,image}``.
+            ``corpus/image``, ``corpus/screenshot`` (replace mode), ``corpus/joint`` and
+            ``queries/joint`` (joint image+text embeddings, ``fusion=joint``) and optionally
+            ``calibration/{queries,corpus}/{text,image,joint}``.
         corpus: the ``corpus`` section (see :data:`DEFAULTS`).
         calibration: the ``calibration`` section.
         retrieval: the ``retrieval`` section.
@@ -124,17 +127,16 @@ class Evaluator:
         self.calibration: Calibration = resolve(
             options("calibration", calibration), self.queries, self.docs, pools=pools, means=means)
         m = self.calibration.means
-        self.centred_docs = centre(self.docs, m.get("doc_text"), m.get("doc_image"))
+        self.centred_docs = centre(self.docs, m.get("doc_text"), m.get("doc_image"), m.get("doc_joint"))
         self.target = target_modalities(bench.qrels, self.assignment)
         query_ids = set(self.queries.ids)
         unknown = [q for q in bench.qrels if q not in query_ids]
         if unknown:
             raise DataError(f"{bench.name}: qrels query {unknown[0]!r} is not among the queries")
         self._query_cache: dict[tuple[str, float], _QueryState] = {}
-        # Rank of each doc id in ascending string order: the tie-break of search().
-        self._id_rank = np.empty(len(self.docs.ids), np.int64)
-        self._id_rank[np.argsort(np.array(self.docs.ids, dtype=object), kind="stable")] = (
-            np.arange(len(self.docs.ids)))
+        # Place of each doc in the tie order of search() (retrieval.ties).
+        self._order = IdOrder(self.docs.ids, len(self.docs.ids), self.retrieval_cfg["ties"])
+        self._id_rank = self._order.rank_of_row
 
     # ---- preparation -------------------------------------------------------------------------
     def _doc_views(self, embs: dict[str, Embeddings]) -> Views:
@@ -153,7 +155,8 @@ class Evaluator:
                 image[rows] = _rows(embs, key, [records[n].id for n in rows])
         full_text = np.zeros((len(records), dim), np.float32)
         full_text[has_text] = text
-        return make_views([r.id for r in records], full_text, image, has_text, has_image)
+        joint = _joint_rows(embs, "corpus/joint", records, has_text & has_image, dim)
+        return make_views([r.id for r in records], full_text, image, has_text, has_image, joint)
 
     def _query_views(self, embs: dict[str, Embeddings]) -> tuple[Views, bool]:
         records = self.bench.queries
@@ -169,7 +172,9 @@ class Evaluator:
             if mask.any():
                 out[mask] = _rows(embs, key, [r.id for r, m in zip(records, mask, strict=True) if m])
             parts.append(out)
-        return make_views([r.id for r in records], parts[0], parts[1], has_text, has_image), images_missing
+        joint = _joint_rows(embs, "queries/joint", records, has_text & has_image, dim)
+        views = make_views([r.id for r in records], parts[0], parts[1], has_text, has_image, joint)
+        return views, images_missing
 
     def _query_state(self, mode: str, alpha: float) -> _QueryState:
         """Everything that depends only on the query options, computed once per option."""
@@ -180,7 +185,7 @@ class Evaluator:
             raise DataError(f"fusion.query={mode}: queries have images but embs has no "
                             "'queries/image'; embed them or set fusion.query=text")
         m, notes = self.calibration.means, []
-        image_mean = m.get("query_image")
+        image_mean, joint_mean = m.get("query_image"), m.get("query_joint")
         uses_images = mode != "text" and self.queries.has_image.any()
         if self.calibration.method == "gr" and image_mean is None and uses_images:
             # No query-image pool: the doc-image mean is the closest stand-in (recorded).
@@ -188,9 +193,17 @@ class Evaluator:
             notes.append("query_image: doc_image mean used (no query_image mean)")
             if image_mean is None:
                 raise ValueError("calibration: image queries need a query_image or doc_image mean")
+        uses_joint = mode == "joint" and self.queries.both.any()
+        if self.calibration.method == "gr" and joint_mean is None and uses_joint:
+            joint_mean = m.get("doc_joint")
+            notes.append("query_joint: doc_joint mean used (no query_joint mean)")
+            if joint_mean is None:
+                raise ValueError("calibration: joint image+text queries need a query_joint or "
+                                 "doc_joint mean")
         before, _ = build_query_matrix(self.queries, mode=mode, alpha=alpha)
         after, _ = build_query_matrix(self.queries, mode=mode, alpha=alpha,
-                                      text_mean=m.get("query_text"), image_mean=image_mean)
+                                      text_mean=m.get("query_text"), image_mean=image_mean,
+                                      joint_mean=joint_mean)
         d, c = self.docs, self.centred_docs
         gap = modality_gap(
             doc_text=(d.text[d.has_text], l2_normalise(c.text[d.has_text])),
@@ -261,7 +274,7 @@ class Evaluator:
             return TopK(*self._search_rows(qs.after, docs, np.ones(len(docs), bool), k))
         # Unimodal docs do not depend on the fusion options: search them once per query option,
         # then merge with the image+text docs' top-k. Both lists are exact under the order
-        # (score desc, id asc), so the top-k of their union is the top-k of the whole corpus.
+        # (score desc, tie order), so the top-k of their union is the top-k of the whole corpus.
         if qs.unimodal_topk is None:
             qs.unimodal_topk = self._search_rows(qs.after, docs, unimodal, k)
         s_uni, r_uni = qs.unimodal_topk
@@ -277,7 +290,8 @@ class Evaluator:
         r = self.retrieval_cfg
         idx = np.flatnonzero(rows)
         hit = search(queries, docs[idx], k, doc_ids=[self.docs.ids[i] for i in idx],
-                     backend=r["backend"], chunk_size=r["chunk_size"], device=r["device"])
+                     backend=r["backend"], chunk_size=r["chunk_size"], device=r["device"],
+                     ties=r["ties"])
         return hit.scores, idx[hit.indices]
 
     def _corpus_summary(self) -> dict[str, Any]:
@@ -303,6 +317,18 @@ def _dim(embs: dict[str, Embeddings]) -> int:
         if dim != dims[first]:
             raise DataError(f"embs[{key!r}] has dim {dim} but embs[{first!r}] has dim {dims[first]}")
     return dims[first]
+
+
+def _joint_rows(
+    embs: dict[str, Embeddings], key: str, records: list, both: np.ndarray, dim: int
+) -> np.ndarray | None:
+    """Joint embeddings of the image+text rows (``None`` when ``key`` was not embedded)."""
+    if key not in embs:
+        return None
+    out = np.zeros((len(records), dim), np.float32)
+    if both.any():
+        out[both] = _rows(embs, key, [r.id for r, b in zip(records, both, strict=True) if b])
+    return out
 
 
 def _rows(embs: dict[str, Embeddings], key: str, ids: list[str]) -> np.ndarray:
