@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-#: Readable model names, one per model config; tables, figures and W&B all use these.
-#: clip_l14_336 is the paper's CLIP-L/14; the seed code's 224-px checkpoint is named apart.
+#: Readable model names, one per model config; tables, figures and W&B all use these. The
+#: paper's models get the paper's names; clip_l14_336 is the paper's CLIP-L/14, so the seed
+#: code's 224-px checkpoint is named apart. Family configs name the size they load.
 MODEL_NAMES: dict[str, str] = {
     "clip_b16": "CLIP-B/16",
     "clip_l14": "CLIP-L/14-224",
@@ -23,26 +24,34 @@ MODEL_NAMES: dict[str, str] = {
     "openclip_b16": "OpenCLIP-B/16",
     "openclip_l14": "OpenCLIP-L/14",
     "siglip_so400m": "SigLIP-400m",
+    "clip": "CLIP-L/14",
+    "openclip": "OpenCLIP-L/14",
+    "siglip": "SigLIP-400m",
+    "vlm2vec_qwen2vl_7b": "VLM2Vec-Qwen",
+    "vlm2vec_llava_next": "VLM2Vec-LLaVA-Next",
     "toy": "toy CLIP",
 }
 
 
 def model_display_name(choice: str | None, model_cfg: dict[str, Any] | None = None) -> str:
-    """The readable name of a model: :data:`MODEL_NAMES` for our configs, else the config's
-    checkpoint (``model_id_or_path``, ``model_name``, ``name``), else the config name.
+    """The readable name of a model: :data:`MODEL_NAMES` for our configs, else the ``name`` of
+    a generic config (``model=st model.name=BAAI/bge-m3``), else the config name, else the
+    checkpoint or encoder class.
 
     Args:
         choice: the ``model=`` config name (Hydra's choice), None outside Hydra.
-        model_cfg: the resolved ``model`` section, used when the choice has no name of its own.
+        model_cfg: the resolved ``model`` section.
     """
+    cfg = model_cfg or {}
     if choice in MODEL_NAMES:
         return MODEL_NAMES[choice]
-    cfg = model_cfg or {}
-    for key in ("name", "model_id_or_path", "model_name", "checkpoint"):
-        if cfg.get(key):
-            return str(cfg[key])
+    if cfg.get("name"):
+        return str(cfg["name"])
     if choice:
         return choice
+    for key in ("model_id_or_path", "model_name", "checkpoint"):
+        if cfg.get(key):
+            return str(cfg[key])
     return str(cfg.get("_target_", "unknown")).rpartition(".")[2]
 
 

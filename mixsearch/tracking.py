@@ -317,7 +317,8 @@ def wandb_run_facts(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Group, tags, name and config of a job's W&B run from its config and Hydra files.
 
     The config gains ``choices`` (Hydra's config-group choices: ``choices.model``,
-    ``choices.dataset``, ...), ``model_name`` (readable) and ``overrides``. Tags add
+    ``choices.dataset``, ...), ``model_name`` (readable), ``model_calibration``
+    (``CLIP-B/16 · gr``, what dashboards group by) and ``overrides``. Tags add
     ``bench:<toy|mixbench|beir|...>`` and ``experiment:<name>``; the group is the sweep's
     (unique per sweep dir); the name is the swept overrides only (all overrides for a single
     run). ``logger.group``, ``logger.tags`` (added to) and ``logger.run_name`` win.
@@ -330,8 +331,10 @@ def wandb_run_facts(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
         tags.append(f"experiment:{info.choices['experiment']}")
     name = (lg.get("run_name") or ",".join(info.swept_overrides) or ",".join(info.overrides)
             or Path(run_dir).name)
-    config = {**cfg, "choices": info.choices, "overrides": info.overrides,
-              "model_name": model_display_name(info.choices.get("model"), cfg.get("model"))}
+    model_name = model_display_name(info.choices.get("model"), cfg.get("model"))
+    calibration = info.choices.get("calibration") or (cfg.get("calibration") or {}).get("method") or "none"
+    config = {**cfg, "choices": info.choices, "overrides": info.overrides, "model_name": model_name,
+              "model_calibration": f"{model_name} · {calibration}"}
     group = lg.get("group") or (sweep_group(info.sweep_dir) if info.sweep_dir else None)
     return {"group": group, "tags": list(dict.fromkeys(tags)), "name": name, "config": config}
 

@@ -56,6 +56,8 @@ def test_display_names_and_benchmark_kinds():
     assert model_display_name("clip_l14_336") == "CLIP-L/14"
     assert model_display_name("clip_l14") == "CLIP-L/14-224"  # the seed's 224-px checkpoint, apart
     assert model_display_name("st", {"name": "BAAI/bge-m3"}) == "BAAI/bge-m3"
+    assert model_display_name("gme_qwen2vl_2b", {"model_id_or_path": "Alibaba-NLP/gme"}) == "gme_qwen2vl_2b"
+    assert model_display_name(None, {"model_id_or_path": "openai/clip-vit-base-patch16"}) == "openai/clip-vit-base-patch16"
     assert model_display_name(None, {"_target_": "mixsearch.encoders.toy.ToyEncoder"}) == "ToyEncoder"
     assert benchmark_kind("toy") == "toy"
     assert benchmark_kind("mixbench_oven") == "mixbench"

@@ -132,6 +132,7 @@ def test_wandb_offline_round_trip(tmp_path, monkeypatch):
     assert run["config"]["choices"] == {"experiment": "paper/setting2", "model": "clip_b16",
                                         "dataset": "toy", "calibration": "gr"}
     assert run["config"]["model_name"] == "CLIP-B/16"
+    assert run["config"]["model_calibration"] == "CLIP-B/16 · gr"
     assert run["config"]["overrides"] == ["calibration=gr", "dataset=toy", "logger=wandb", "fusion.alpha=0.25"]
     assert run["run"].run_group == "2026-01-01_00-00-00/setting2"  # unique per sweep dir
     # swept keys only; dataset is fixed on the command line although the params sweep it
