@@ -72,7 +72,10 @@ def _needs_screenshots(bench: Benchmark, corpus_cfg: dict[str, Any]) -> bool:
 
 
 def _needs_pools(cal_cfg: dict[str, Any]) -> bool:
-    return cal_cfg.get("method", "none") == "gr" and cal_cfg.get("source", "auto") in ("train", "auto")
+    from mixsearch.calibrators import build_calibrator
+
+    method = build_calibrator(cal_cfg.get("method", "none"), cal_cfg.get("params"))
+    return method.fits_state and cal_cfg.get("source", "auto") in ("train", "auto")
 
 
 def joint_splits(fusion_cfg: dict[str, Any]) -> tuple[str, ...]:
@@ -254,20 +257,25 @@ def _fingerprint(encoder: Encoder) -> str:
 
 def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
     """Write each fitted mean vector as ``<role>.npy`` so later runs can reuse it with
-    ``calibration.source=files calibration.files.<role>=...``. Cross-fitted means (one row per
-    item, not one vector) are not reusable and are not written."""
-    vectors = {role: m for role, m in means.items() if m is not None and m.ndim == 1}
-    if not vectors:
+    ``calibration.source=files calibration.files.<role>=...`` (or ``calibration.state_dir``).
+    Cross-fitted means (one row per item, not one vector) are not reusable and are not written."""
+    return save_state(folder, {role: m for role, m in means.items() if m is not None and m.ndim == 1})
+
+
+def save_state(folder: Path, state: dict[str, np.ndarray]) -> dict[str, str]:
+    """Write each array of a calibration state as ``<key>.npy`` (atomically), reusable with
+    ``calibration.source=files calibration.state_dir=<folder>``. Returns key -> path."""
+    if not state:
         return {}
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for role, vec in sorted(vectors.items()):
-        path = folder / f"{role}.npy"
-        tmp = folder / f".{role}.npy.tmp"
+    for key, arr in sorted(state.items()):
+        path = folder / f"{key}.npy"
+        tmp = folder / f".{key}.npy.tmp"
         with open(tmp, "wb") as f:  # a file object keeps numpy from renaming the temp file
-            np.save(f, vec.astype(np.float32))
+            np.save(f, np.asarray(arr, dtype=np.float32))
         tmp.replace(path)
-        written[role] = str(path)
+        written[key] = str(path)
     return written
 
 
@@ -323,9 +331,15 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
     )
     result = evaluator.run(fusion_cfg)
     out = result.to_json()
-    mean_files = save_means(run_dir / "means", evaluator.calibration.means)
-    if mean_files:
-        out["calibration"]["mean_files"] = mean_files
+    cal = evaluator.calibration
+    if cal.method == "gr":
+        mean_files = save_means(run_dir / "means", cal.means)
+        if mean_files:
+            out["calibration"]["mean_files"] = mean_files
+            out["calibration"]["state_dir"] = str(run_dir / "means")
+    elif cal.reusable_state:
+        out["calibration"]["state_files"] = save_state(run_dir / "calibration_state", cal.reusable_state)
+        out["calibration"]["state_dir"] = str(run_dir / "calibration_state")
     out["benchmark"] = {"name": bench.name, "n_queries": len(bench.queries),
                         "n_docs": len(bench.corpus), **{k: v for k, v in bench.meta.items()
                                                           if isinstance(v, (str, int, float, type(None)))}}

@@ -145,9 +145,15 @@ class IdOrder:
         Each (score, id rank) pair is packed into one int64 whose ascending order is the result
         order, so one plain sort does the lexicographic sort and the scores decode back exactly.
         """
-        sortable = _sortable_int32(scores.astype(np.float32) + np.float32(0))  # -0.0 -> +0.0
-        keys = (~sortable).astype(np.int64) << 32 | self.rank_of_row[rows]
-        keys = np.sort(keys, axis=1)[:, :k]
+        return self.unpack(np.sort(self.pack(scores, rows), axis=1)[:, :k])
+
+    def pack(self, scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """int64 sort keys of (score, doc row) pairs: ascending key = result order."""
+        sortable = _sortable_int32(np.asarray(scores, np.float32) + np.float32(0))  # -0.0 -> +0.0
+        return (~sortable).astype(np.int64) << 32 | self.rank_of_row[rows]
+
+    def unpack(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 scores, int64 doc rows) of keys made by :meth:`pack`."""
         scores = _sortable_int32(~(keys >> 32).astype(np.int32)).view(np.float32)
         return scores, self.row_of_rank[keys & 0xFFFFFFFF]
 
@@ -159,8 +165,11 @@ def _sortable_int32(x: np.ndarray) -> np.ndarray:
     return np.where(bits >= 0, bits, bits ^ np.int32(0x7FFFFFFF))
 
 
-def _block_topk(block: torch.Tensor, offset: int, k: int, order: IdOrder):
-    """Exact tie-broken top-k of one score block whose columns are doc rows ``offset...``."""
+def block_topk(
+    block: torch.Tensor, offset: int, k: int, order: IdOrder
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact tie-broken top-k of one score block whose columns are doc rows ``offset...``:
+    ``(scores, rows)``, each ``(n, min(k, n_cols))``."""
     n_cols = block.shape[1]
     k = min(k, n_cols)
     m = min(k + _TIE_MARGIN, n_cols)
@@ -205,7 +214,7 @@ def _search_exact(
             for ds in range(0, nd, d_chunk):
                 db = docs_t[ds : ds + d_chunk]
                 block = buffer[: qb.shape[0] * db.shape[0]].view(qb.shape[0], db.shape[0])
-                part = _block_topk(torch.mm(qb, db.T, out=block), ds, k, order)
+                part = block_topk(torch.mm(qb, db.T, out=block), ds, k, order)
                 if best is not None:  # merging exact partial top-k's by the same rule is exact
                     part = order.select(
                         np.hstack([best[0], part[0]]), np.hstack([best[1], part[1]]), k
