@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -64,3 +65,8 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main()
+    # A multirun returns here after every job ran and the summary was written; a failed job
+    # makes the whole invocation fail, so shell scripts, CI and SLURM wrappers notice.
+    from mixsearch.callbacks import sweep_exit_code
+
+    sys.exit(sweep_exit_code())

@@ -30,8 +30,12 @@ def evaluate(
         benchmark: a loaded benchmark (``mixsearch.load_benchmark``).
         corpus: a corpus mode (``"released"``, ``"remix"``, ``"replace"``,
             ``"all_multimodal"``) or the full ``corpus`` section as a dict.
-        calibration: ``"none"``, ``"gr"``, ``"pushdown"`` or the ``calibration`` section.
-        fusion, retrieval, metrics: the config sections as dicts (defaults: the paper's).
+        calibration: a registered method name (``"none"``, ``"gr"``, ``"pushdown"``,
+            ``"i0t"``, ``"project"``, ``"procrustes"``, see
+            :func:`mixsearch.calibrators.available_calibrators`) or the ``calibration`` section
+            (e.g. ``{"method": "project", "params": {"k": 2, "estimate": "paired"}}``).
+        fusion, retrieval, metrics: the config sections as dicts (defaults: the paper's;
+            ``retrieval={"merge": "rrf"}`` searches each doc modality separately and merges).
         cache_dir: embedding cache folder; None encodes without caching.
         embed: options of :func:`mixsearch.embed.embed_records` (batch size, workers, ...).
 

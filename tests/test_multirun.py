@@ -26,9 +26,10 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_py(
-    tmp: Path, *args: str, env: dict | None = None, drop: tuple[str, ...] = ()
+    tmp: Path, *args: str, env: dict | None = None, drop: tuple[str, ...] = (), ok: bool = True
 ) -> subprocess.CompletedProcess:
-    """``python run.py args`` with data, cache and logs in ``tmp`` and everything offline."""
+    """``python run.py args`` with data, cache and logs in ``tmp`` and everything offline;
+    asserts the exit status is 0 (``ok``) or not 0."""
     inherited = {k: v for k, v in os.environ.items() if k not in drop}
     full_env = {**inherited, "MIXSEARCH_DATA_DIR": str(tmp / "data"),
                 "MIXSEARCH_CACHE_DIR": str(tmp / "cache"), "MIXSEARCH_LOG_DIR": str(tmp / "logs"),
@@ -36,7 +37,7 @@ def run_py(
     # -m must come first: Hydra's argparse stops collecting overrides at the first flag
     proc = subprocess.run([sys.executable, "run.py", *args, "embed.progress=false", "device=cpu"],
                           cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (proc.returncode == 0) == ok, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
@@ -44,7 +45,7 @@ def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
     sweep = tmp_path / "sweep"
     run_py(shared, "-m", "calibration.method=none,gr,nonsense", f"hydra.sweep.dir={sweep}",
            "logger=wandb", "logger.mode=offline", "logger.tags=[test]",
-           drop=("WANDB_DIR",))  # W&B files in the job dirs
+           drop=("WANDB_DIR",), ok=False)  # W&B files in the job dirs; a failed job fails the sweep
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame["status"]) == ["ok", "ok", "failed"]
     assert "nonsense" in frame.loc[2, "error"]
@@ -65,6 +66,18 @@ def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
             metrics = json.loads((sweep / str(i) / "metrics.json").read_text())["metrics"]
             assert run["summary"]["ndcg@10"] == metrics["ndcg@10"]
             assert "by_target_modality/path" in run["summary"]
+
+
+def test_sweep_exits_non_zero_after_every_job_ran(tmp_path, shared):
+    """The acceptance case: toy runs, clip_b16 is not in the (empty, offline) hub cache."""
+    sweep = tmp_path / "sweep"
+    proc = run_py(shared, "-m", "model=toy,clip_b16", f"hydra.sweep.dir={sweep}", ok=False)
+    assert proc.returncode == 1
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert list(frame["model"]) == ["toy", "clip_b16"]
+    assert list(frame["status"]) == ["ok", "failed"]
+    assert (sweep / "0" / "metrics.json").is_file() and not (sweep / "1" / "metrics.json").exists()
+    assert "clip-vit-base-patch16" in frame.loc[1, "error"]
 
 
 def test_submitit_local_multirun(tmp_path, shared):
