@@ -237,8 +237,8 @@ def test_suspect_inputs(tmp_path, caplog):
     assert "2 text(s) of split 'corpus' are whitespace only (first ids: 'b', 'c')" in caplog.text
 
     class Zeros(FakeEncoder):
-        def encode_text(self, texts):
-            out = super().encode_text(texts)
+        def encode_text(self, texts, role="document"):
+            out = super().encode_text(texts, role)
             out[[i for i, t in enumerate(texts) if t == "zero"]] = 0
             return out
 
