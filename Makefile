@@ -42,13 +42,11 @@ clean: ## Remove outputs/ and caches (keeps data/)
 #   BENCH=mixbench|toy   toy = the same targets on the offline toy benchmark and toy model
 #   MODELS=a,b           model configs (default: the paper's five CLIP-family models)
 #   LAUNCHER=basic|local|slurm|joblib    hydra/launcher (slurm: site settings in conf/local/)
-#   LOGGER=none|csv|wandb  WANDB_MODE=online|offline  WANDB_PROJECT=mixsearch  OUT=outputs/paper
+#   LOGGER=none|csv|wandb  (W&B: WANDB_MODE=online|offline WANDB_PROJECT WANDB_ENTITY)  OUT=outputs/paper
 #   HYDRA_ARGS="dataset.root=/data/MixBench25 paths.hf_cache=/shared/hf"  extra overrides
 BENCH ?= mixbench
 LAUNCHER ?= basic
 LOGGER ?= none
-WANDB_MODE ?= online
-WANDB_PROJECT ?= mixsearch
 OUT ?= outputs/paper
 HYDRA_ARGS ?=
 STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
@@ -68,8 +66,9 @@ $(error BENCH=$(BENCH): choose mixbench or toy)
 endif
 
 WANDB_ON := $(filter wandb,$(LOGGER))
-LOGGER_ARGS := logger=$(LOGGER) $(if $(WANDB_ON),logger.mode=$(WANDB_MODE) logger.project=$(WANDB_PROJECT))
-REPORT_ARGS := $(if $(WANDB_ON),--wandb --wandb-mode $(WANDB_MODE) --wandb-project $(WANDB_PROJECT))
+# W&B reads WANDB_MODE, WANDB_PROJECT, WANDB_ENTITY and WANDB_DIR from the environment
+LOGGER_ARGS := logger=$(LOGGER)
+REPORT_ARGS := $(if $(WANDB_ON),--wandb)
 REPORT := $(PYTHON) -m experiments.report
 
 .PHONY: download table1 figure2 figure3 figure4 reproduce
