@@ -234,3 +234,32 @@ def test_named_configs_hold_the_seed_recipe() -> None:
     llava = _model_cfg("vlm2vec_llava_next")
     assert llava["model_id_or_path"] == "TIGER-Lab/VLM2Vec-LLaVa-Next" and llava["adapter"] is None
     assert llava["instructions"] == SEED_INSTRUCTIONS
+
+
+def test_llava_next_backbone_uses_its_image_token(tmp_path: Path) -> None:
+    """VLM2Vec-LLaVa-Next's path: ``<image>`` prompts, BOS, any-resolution image tokens;
+    the embedding is VLM2Vec's (full model, last hidden state of the last token)."""
+    from tiny_models import make_tiny_llava_next
+
+    enc = VLM2VecEncoder(make_tiny_llava_next(tmp_path / "llava"), device="cpu", precision="fp32",
+                         image_size=56)
+    assert enc.model_type == "llava_next" and enc.dim == 32
+    assert enc.prompt("document", "joint", "a dog") == (
+        "<image>\nRepresent the given image with related text information: a dog\n"
+    )
+    images = _images(enc, 2)
+    ids = enc.inputs([enc.prompt("document", "image")], images[:1])["input_ids"][0].tolist()
+    tok = enc.processor.tokenizer
+    # <s>, then the base view and 2x2 tiles of a 56x56 image: 24 image tokens
+    assert ids == tok("<image>" * 24 + "\nRepresent the given image\n")["input_ids"]
+    assert ids[0] == tok.bos_token_id
+    texts = ["a dog", "Represent the given image with related text information"]
+    joint = enc.encode_joint(texts, images)
+    for i, text in enumerate(texts):
+        inputs = enc.processor(text=[enc.prompt("document", "joint", text)], images=[images[i]],
+                               return_tensors="pt")
+        with torch.no_grad():
+            states = enc.model(**inputs, output_hidden_states=True).hidden_states[-1]
+        ref = torch.nn.functional.normalize(states[0, -1], dim=-1)
+        torch.testing.assert_close(joint[i], ref, atol=1e-5, rtol=0)
+    assert enc.fingerprint()["positions"] == "model"

@@ -295,3 +295,63 @@ def make_tiny_st_vlm(directory: str | Path, *, seed: int = 0) -> str:
     model = SentenceTransformer(vlm_dir, device="cpu")
     model.save(str(out / "st"))
     return str(out / "st")
+
+
+def make_tiny_llava_next(directory: str | Path, *, seed: int = 0) -> str:
+    """Write a tiny random ``LlavaNextForConditionalGeneration`` (CLIP vision tower at 28 px,
+    Llama text model, width 32) with its processor; return the folder.
+
+    The tokenizer is a byte-level BPE trained offline with ``<unk>``, ``<s>``, ``</s>`` and
+    ``<image>`` and adds ``<s>`` in front, like LLaVA-NeXT's Mistral tokenizer. Any-resolution
+    grids up to 56x56: a 56x56 image becomes the base view plus 2x2 tiles, 24 image tokens.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    specials = ["<unk>", "<s>", "</s>", "<image>"]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(list(_TINY_CORPUS), trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="</s>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    pinpoints = [[28, 28], [28, 56], [56, 28], [56, 56]]
+    processor = LlavaNextProcessor(
+        image_processor=LlavaNextImageProcessor(
+            size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28},
+            image_grid_pinpoints=pinpoints,
+        ),
+        tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, image_token="<image>",
+    )
+    config = LlavaNextConfig(
+        vision_config=dict(
+            model_type="clip_vision_model", hidden_size=32, intermediate_size=64,
+            num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=14,
+            projection_dim=16,
+        ),
+        text_config=dict(
+            model_type="llama", vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=1024, bos_token_id=1, eos_token_id=2, pad_token_id=2,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), image_grid_pinpoints=pinpoints,
+        vision_feature_layer=-1, vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(seed)
+    LlavaNextForConditionalGeneration(config).save_pretrained(str(out))
+    processor.save_pretrained(str(out))
+    return str(out)
