@@ -263,3 +263,35 @@ def test_llava_next_backbone_uses_its_image_token(tmp_path: Path) -> None:
         ref = torch.nn.functional.normalize(states[0, -1], dim=-1)
         torch.testing.assert_close(joint[i], ref, atol=1e-5, rtol=0)
     assert enc.fingerprint()["positions"] == "model"
+
+
+def _rewrite_adapter(src: str, dst: Path, rename) -> str:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    weights = load_file(str(Path(src) / "adapter_model.safetensors"))
+    save_file({rename(k): v for k, v in weights.items()}, str(dst / "adapter_model.safetensors"))
+    return str(dst)
+
+
+def test_adapter_saved_with_transformers_4_loads_into_the_new_layout(
+        tiny: dict[str, str], tmp_path: Path) -> None:
+    """VLM2Vec-Qwen2VL-7B's weights are named as transformers 4.4x's Qwen2-VL had its modules
+    (``model.layers``, ``visual``); they must land in transformers 5's layout, and an adapter
+    whose weights match nothing must fail instead of leaving the base model."""
+    legacy = _rewrite_adapter(
+        tiny["adapter"], tmp_path / "legacy",
+        lambda k: k.replace("model.language_model.layers", "model.layers"))
+    from safetensors.torch import load_file
+
+    assert "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" in load_file(
+        f"{legacy}/adapter_model.safetensors")
+    new = VLM2VecEncoder(tiny["base"], adapter=tiny["adapter"], device="cpu", precision="fp32")
+    old = VLM2VecEncoder(tiny["base"], adapter=legacy, device="cpu", precision="fp32")
+    torch.testing.assert_close(old.encode_text(TEXTS), new.encode_text(TEXTS), atol=1e-6, rtol=0)
+    foreign = _rewrite_adapter(tiny["adapter"], tmp_path / "foreign",
+                               lambda k: k.replace("self_attn", "cross_attn"))
+    with pytest.raises(EncoderError, match=r"does not fit .* adapter weights were not loaded"):
+        VLM2VecEncoder(tiny["base"], adapter=foreign, device="cpu", precision="fp32")

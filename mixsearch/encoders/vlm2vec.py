@@ -70,6 +70,19 @@ SEED_INSTRUCTIONS: dict[str, dict[str, str]] = {
     },
 }
 POSITIONS = ("sequential", "mrope")
+#: Adapter weight names saved with transformers 4.4x -> transformers 5 module names (peft's
+#: ``key_mapping``; keys already in the new layout match no pattern and stay as they are).
+#: VLM2Vec-Qwen2VL-7B was saved with transformers 4.4x, where Qwen2VLForConditionalGeneration
+#: held ``model.layers`` and ``visual`` directly.
+ADAPTER_KEY_MAPPING: dict[str, dict[str, str]] = {
+    "qwen2_vl": {r"^visual": "model.visual",
+                 r"^model(?!\.(language_model|visual))": "model.language_model"},
+    "llava_next": {r"^language_model\.lm_head": "lm_head",
+                   r"^language_model\.model": "model.language_model",
+                   r"^vision_tower": "model.vision_tower",
+                   r"^multi_modal_projector": "model.multi_modal_projector",
+                   r"^image_newline": "model.image_newline"},
+}
 _LOCAL_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.model", "merges.txt", "vocab.json")
 
 
@@ -264,18 +277,30 @@ class VLM2VecEncoder(Encoder):
 
     def _merge_adapter(self, model: Any, adapter: str, revision: str | None,
                        kw: dict[str, Any]) -> Any:
+        """Load the LoRA adapter, check that every one of its weights landed, merge it."""
         from peft import PeftModel
+        from peft.utils import get_peft_model_state_dict, load_peft_weights
 
+        mapping = ADAPTER_KEY_MAPPING.get(self.model_type, {})
+        hub = {"revision": revision, "cache_dir": kw["cache_dir"],
+               "local_files_only": kw["local_files_only"]}
         with hub_errors(adapter, self.hint):
             peft_model = PeftModel.from_pretrained(
-                model, adapter, revision=revision, is_trainable=False,
-                cache_dir=kw["cache_dir"], local_files_only=kw["local_files_only"],
+                model, adapter, is_trainable=False, key_mapping=mapping, **hub
             )
-        loaded = sum(1 for n, _ in peft_model.named_parameters() if "lora_" in n)
-        if loaded == 0:
+            expected = load_peft_weights(adapter, device="cpu", key_mapping=mapping, **hub)
+        # peft only warns about adapter weights that match no module (they would be left at
+        # their initial value, B = 0: the base model, silently); refuse instead
+        loaded = get_peft_model_state_dict(peft_model)
+        missing = sorted(k for k in expected if k not in loaded)
+        differ = sorted(k for k in expected if k in loaded and not torch.equal(
+            loaded[k].detach().cpu(), expected[k].to(loaded[k].dtype)))
+        if missing or differ or not expected:
+            bad = (missing + differ)[:3]
             raise EncoderError(
-                f"adapter {adapter!r} matched no module of {self.model_id!r}: is it an adapter "
-                "for this base model?"
+                f"adapter {adapter!r} does not fit {self.model_id!r}: "
+                f"{len(missing) + len(differ)} of {len(expected)} adapter weights were not loaded "
+                f"(e.g. {bad}); is it an adapter for this base model?"
             )
         return peft_model.merge_and_unload()
 
