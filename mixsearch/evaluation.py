@@ -369,9 +369,9 @@ class Evaluator:
         q_before, q_after = role_centroids(qs.before, qs.roles), role_centroids(qs.after, qs.roles)
         corpus, mods = self._corpus_summary(), np.asarray(self.docs.modalities, dtype=str)
         cent_before, cent_after = before_mixed.centroids(alphas), mixed.centroids(alphas)
-        scored = scorer.columns([top.indices for top in tops])
         results = []
-        for n, (top, (columns, first)) in enumerate(zip(tops, scored, strict=True)):
+        for n, top in enumerate(tops):
+            columns, first = scorer.columns(top.indices)
             table = pd.concat([fixed, pd.DataFrame({**columns, "first_rel_rank": first})], axis=1)
             gap = {**qs.gap, "query_role": sorted(set(qs.roles.tolist())),
                    "mean_cosine_before": mean_cosine_from_centroids(

@@ -30,7 +30,7 @@ import torch
 
 from mixsearch.data.benchmark import MODALITIES
 from mixsearch.fusion import Views, l2_normalise
-from mixsearch.metrics import JudgedStats, check_options, judged_summary, measure_columns
+from mixsearch.metrics import check_options, judged_summary, measure_columns
 from mixsearch.retrieval import IdOrder, block_topk
 
 SWEEP_METHODS = ("weighted", "score")
@@ -290,25 +290,21 @@ class RankScorer:
         pos = np.minimum(np.searchsorted(self.keys, lookup), self.keys.size - 1)
         return np.where(self.keys[pos] == lookup, self.grades_of_key[pos], 0)
 
-    def columns(
-        self, rankings: list[np.ndarray]
-    ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
-        """Measure columns and ``first_rel_rank`` (NaN when no relevant doc is ranked) of each
-        rank matrix, all scored in one batch (every measure is computed row by row, so the
-        batch changes no value)."""
-        n, e = len(rankings), len(self.qids)
-        full = np.concatenate([self.grades(r) for r in rankings])
+    def columns(self, indices: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Measure columns and ``first_rel_rank`` (NaN when no relevant doc is ranked).
+
+        One rank matrix at a time: batching several α into one call is slower (its arrays
+        leave the CPU cache), and every measure is row by row anyway.
+        """
+        full = self.grades(indices)
         width = max(self.ks)
         grades = np.zeros((full.shape[0], width), np.int64)
         grades[:, : min(width, full.shape[1])] = full[:, :width]
         rel = full > 0
         first = np.where(rel.any(axis=1), rel.argmax(axis=1) + 1.0, np.inf)
-        stats = JudgedStats(np.tile(self.stats.n_rel, n), np.tile(self.stats.ideal, (n, 1)))
-        cols = measure_columns(grades, first, self.judged * n, ks=self.ks,
-                               measures=self.measures, gain=self.gain, judged_stats=stats)
-        first = np.where(np.isinf(first), np.nan, first)
-        return [({name: c[i * e : (i + 1) * e] for name, c in cols.items()}, first[i * e : (i + 1) * e])
-                for i in range(n)]
+        cols = measure_columns(grades, first, self.judged, ks=self.ks, measures=self.measures,
+                               gain=self.gain, judged_stats=self.stats)
+        return cols, np.where(np.isinf(first), np.nan, first)
 
 
 def modality_centroids(docs: Views) -> dict[str, np.ndarray]:
