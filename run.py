@@ -34,6 +34,7 @@ def _pin_gpu(cfg: DictConfig, job_num: int) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from mixsearch.pipeline import run
+    from mixsearch.signals import Interrupted, interruptible
     from mixsearch.tracking import write_status
 
     hc = HydraConfig.get()
@@ -43,7 +44,13 @@ def main(cfg: DictConfig) -> float | None:
         _pin_gpu(cfg, hc.job.num)
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
-        result = run(container)
+        with interruptible():
+            result = run(container)
+    except Interrupted as e:  # SIGINT/SIGTERM: record it, then exit 130/143 (a sweep stops too)
+        write_status(run_dir, ok=False, error=e, overrides=list(hc.overrides.task),
+                     status="interrupted", signal=e.signal_name)
+        log.error("%s (see %s/status.json)", e, run_dir)
+        raise SystemExit(e.exit_code) from None
     except Exception as e:  # noqa: BLE001 - every failure is recorded in status.json
         write_status(run_dir, ok=False, error=e, overrides=list(hc.overrides.task))
         if not multirun:

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from mixsearch.calibration import Calibration, Means, calibration_pairs, resolve
-from mixsearch.corpus import doc_image_key, mix_corpus, modality_counts
+from mixsearch.corpus import doc_image_key, drop_unshowable, mix_corpus, modality_counts
 from mixsearch.data.benchmark import Benchmark, DataError
 from mixsearch.diagnostics import (
     by_target_modality,
@@ -47,7 +47,8 @@ from mixsearch.sweep import (
 )
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "corpus": {"mode": "released", "ratio": [1, 1, 1], "seed": 42, "p": 0.0, "replace_with": "auto"},
+    "corpus": {"mode": "released", "ratio": [1, 1, 1], "seed": 42, "p": 0.0, "replace_with": "auto",
+               "order": "records"},
     # train_sets is read by the pipeline, which turns it into ``pools``.
     "calibration": {"method": "none", "params": {}, "source": "auto", "folds": 5, "seed": 0,
                     "files": {}, "state_dir": None, "max_samples": None, "train_sets": []},
@@ -120,6 +121,9 @@ class Evaluator:
         means: precomputed :class:`Means` (``source`` train / files).
         pairs: raw paired ``(text, image)`` calibration rows for paired methods (``procrustes``);
             default: the calibration items embedded both as text and as image.
+        skipped_docs: docs whose image could not be read (id -> reason, from
+            ``embed.on_missing=skip``): those the mix shows with an image are dropped from the
+            evaluated corpus (:attr:`dropped`); their qrels still count.
     """
 
     def __init__(
@@ -134,13 +138,18 @@ class Evaluator:
         pools: dict[str, np.ndarray] | None = None,
         means: Means | None = None,
         pairs: tuple[np.ndarray, np.ndarray] | None = None,
+        skipped_docs: dict[str, str] | None = None,
     ) -> None:
-        self.bench = bench
         self.corpus_cfg = options("corpus", corpus)
         self.retrieval_cfg = options("retrieval", retrieval)
         check_merge(self.retrieval_cfg["merge"])
         self.metrics_cfg = options("metrics", metrics)
-        self.assignment = mix_corpus(bench, **self.corpus_cfg)
+        assignment = mix_corpus(bench, **self.corpus_cfg, embedding_order=_embedding_order(embs))
+        # Target modalities come from the full mix: a query whose doc was dropped keeps its own.
+        self.target = target_modalities(bench.qrels, assignment)
+        self.bench, self.assignment, self.dropped = drop_unshowable(
+            bench, assignment, skipped_docs or {})
+        bench = self.bench
         self.docs = self._doc_views(embs)
         self.queries, self._query_images_missing = self._query_views(embs)
         if pools is None:
@@ -151,7 +160,6 @@ class Evaluator:
             options("calibration", calibration), self.queries, self.docs, pools=pools, means=means,
             pairs=pairs)
         self.centred_docs = self.calibration.apply(self.docs, "doc")
-        self.target = target_modalities(bench.qrels, self.assignment)
         query_ids = set(self.queries.ids)
         unknown = [q for q in bench.qrels if q not in query_ids]
         if unknown:
@@ -421,14 +429,26 @@ class Evaluator:
         cfg = self.corpus_cfg
         out: dict[str, Any] = {"mode": cfg["mode"], "n_docs": len(self.assignment),
                                "counts": modality_counts(self.assignment)}
+        if self.dropped:
+            out["n_dropped"] = len(self.dropped)
         if cfg["mode"] == "remix":
-            out.update(seed=cfg["seed"], ratio=list(cfg["ratio"]))
+            out.update(seed=cfg["seed"], ratio=list(cfg["ratio"]), order=cfg["order"])
         if cfg["mode"] == "replace":
             shots = sum(doc_image_key(r, "replace", cfg["replace_with"]) == "corpus/screenshot"
                         for r in self.bench.corpus if self.assignment[r.id] == "image")
-            out.update(seed=cfg["seed"], p=cfg["p"], replace_with=cfg["replace_with"],
+            out.update(seed=cfg["seed"], p=cfg["p"], replace_with=cfg["replace_with"], order=cfg["order"],
                        n_screenshots=int(shots))
         return out
+
+
+def _embedding_order(embs: dict[str, Embeddings]) -> list[str]:
+    """Doc ids in the row order of the corpus embeddings (text rows first, then image rows of
+    docs without text): the order precomputed files list them in."""
+    seen: dict[str, None] = {}
+    for key in ("corpus/text", "corpus/image"):
+        if key in embs:
+            seen.update(dict.fromkeys(embs[key].ids))
+    return list(seen)
 
 
 def _dim(embs: dict[str, Embeddings]) -> int:

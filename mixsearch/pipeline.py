@@ -3,6 +3,7 @@ score → record. The config is a plain dict (``run.py`` resolves the Hydra conf
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -200,6 +201,30 @@ def calibration_pools(
     return {role: np.concatenate(parts) for role, parts in pools.items()}
 
 
+def skipped_items(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items that ``embed.on_missing=skip`` left out, from the extraction stats: one dict per
+    item with ``entry`` (``split/field``), ``id`` and ``reason``."""
+    out = []
+    for st in stats:
+        reasons = st.get("skip_reasons") or {}
+        out += [{"entry": st["entry"], "id": i, "reason": reasons.get(i, "unreadable")}
+                for i in st.get("skipped") or []]
+    return out
+
+
+def drop_skipped_queries(bench: Benchmark, skipped: list[dict[str, Any]]) -> Benchmark:
+    """The benchmark without queries whose image could not be read (with their qrels): such a
+    query cannot be asked as the benchmark poses it. Logged with the count and first ids."""
+    gone = {s["id"] for s in skipped if s["entry"] in ("queries/image", "queries/joint")}
+    if not gone:
+        return bench
+    log.warning("%d quer(y/ies) dropped from the evaluation: unreadable image (first: %s)",
+                len(gone), ", ".join(sorted(gone)[:5]))
+    return dataclasses.replace(
+        bench, queries=[q for q in bench.queries if q.id not in gone],
+        qrels={q: judged for q, judged in bench.qrels.items() if q not in gone})
+
+
 def encoder_compute(
     encoder: Encoder,
     bench: Benchmark,
@@ -325,10 +350,22 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
         return {}
 
     pools = calibration_pools(encoder, bench, embs, cal_cfg, cache, embed_cfg)
+    # embed.on_missing=skip: unreadable items leave the evaluation, named in metrics.json
+    skipped = skipped_items(stats)
+    eval_bench = drop_skipped_queries(bench, skipped)
     evaluator = Evaluator(
-        bench, embs, corpus=corpus_cfg, calibration=cal_cfg, retrieval=section(cfg, "retrieval"),
-        metrics=section(cfg, "metrics"), pools=pools,
+        eval_bench, embs, corpus=corpus_cfg, calibration=cal_cfg,
+        retrieval=section(cfg, "retrieval"), metrics=section(cfg, "metrics"), pools=pools,
+        skipped_docs={s["id"]: s["reason"] for s in skipped
+                      if s["entry"] in ("corpus/image", "corpus/joint")},
     )
+    for s in skipped:
+        split = s["entry"].split("/")[0]
+        s["dropped"] = split == "queries" or s["id"] in evaluator.dropped
+    if evaluator.dropped:
+        log.warning("%d doc(s) dropped from the evaluated corpus: unreadable image (first: %s); "
+                    "their qrels still count", len(evaluator.dropped),
+                    ", ".join(sorted(evaluator.dropped)[:5]))
     result = evaluator.run(fusion_cfg)
     out = result.to_json()
     cal = evaluator.calibration
@@ -348,6 +385,7 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
     out["encoder"] = {**encoder.describe(), "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
                         "text_stats": encoder.text_stats()}
+    out["skipped"] = skipped
     out["config"] = cfg
     out["versions"] = package_versions()
     out["seconds"] = round(time.perf_counter() - t0, 3)
