@@ -71,17 +71,30 @@ LOGGER_ARGS := logger=$(LOGGER)
 REPORT_ARGS := $(if $(WANDB_ON),--wandb)
 REPORT := $(PYTHON) -m experiments.report
 
-.PHONY: download table1 figure2 figure3 figure4 reproduce
+.PHONY: download calibration-sets table1 figure2 figure3 figure4 reproduce
+
+# The paper's GR calibration pools (training splits of MSCOCO, VisualNews, OVEN, Google WIT and
+# NFCorpus; experiments/calibration_sets.py). When they exist, table1 runs calibration=gr_paper;
+# otherwise GR fits cross-fitted means on MixBench itself (labelled so in the table).
+#   CALIBRATION_SETS_ARGS="--mbeir-images /data/mbeir_images [--mbeir DIR --wit DIR]"
+DATA_DIR ?= $(or $(MIXSEARCH_DATA_DIR),data)
+CALIBRATION_SETS_ARGS ?=
+PAPER_POOLS := $(wildcard $(DATA_DIR)/calibration/MANIFEST.json)
+COMMA := ,
+$(RUN_DIR)/mixbench/multirun.yaml: CAL_ARGS := $(if $(and $(PAPER_POOLS),$(filter mixbench,$(BENCH))),calibration=none$(COMMA)gr_paper)
 
 download: ## Pre-fetch the models and datasets of a reproduction into the caches (needs the hub)
 	$(PYTHON) -m experiments.download --models $(MODELS) --datasets $(DATASETS) $(HYDRA_ARGS)
+
+calibration-sets: ## The paper's GR calibration pools into data/calibration (CALIBRATION_SETS_ARGS="--mbeir-images DIR")
+	$(PYTHON) -m experiments.calibration_sets --data-dir $(DATA_DIR) $(CALIBRATION_SETS_ARGS)
 
 # One sweep per paper setting and make invocation (table1 and figure4 share the mixbench one).
 # The cache check fails fast, before any job, when a model or dataset is not pre-downloaded.
 $(RUN_DIR)/%/multirun.yaml:
 	$(PYTHON) -m experiments.download --check --models $(MODELS) --datasets $(DATASETS) $(HYDRA_ARGS)
 	$(PYTHON) run.py -m experiment=paper/$* model=$(MODELS) hydra/launcher=$(LAUNCHER) \
-		hydra.sweep.dir=$(RUN_DIR)/$* $(LOGGER_ARGS) $(BENCH_ARGS) $(HYDRA_ARGS)
+		hydra.sweep.dir=$(RUN_DIR)/$* $(LOGGER_ARGS) $(BENCH_ARGS) $(CAL_ARGS) $(HYDRA_ARGS)
 
 table1: $(RUN_DIR)/mixbench/multirun.yaml ## Table 1: MixBench none vs GR, side by side with the paper
 	$(REPORT) $(RUN_DIR)/mixbench --out $(RUN_DIR)/table1 --figures table1 $(REPORT_ARGS)

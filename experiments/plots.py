@@ -28,6 +28,8 @@ STYLE = {
     "gr": {"color": "tab:red", "label": "GR"},
     "pushdown": {"color": "tab:gray", "label": "push-down simulation", "linestyle": "--"},
 }
+#: How swept values are written in labels.
+_SYMBOL = {"alpha": "α"}
 Readings = Callable[[str, str], dict[str, list[tuple[float, float]]]]
 
 
@@ -126,7 +128,7 @@ def line_panels(
                 best = line.loc[line[metric].idxmax()]
                 ax.scatter([best[x]], [best[metric]], marker="*", s=140, zorder=4,
                            color=style.get("color", "k"), edgecolors="k", linewidths=0.5)
-                ax.annotate(f"best {x}={best[x]:g}", (best[x], best[metric]), fontsize=7,
+                ax.annotate(f"best {_SYMBOL.get(x, x)}={best[x]:g}", (best[x], best[metric]), fontsize=7,
                             xytext=(0, 7), textcoords="offset points", ha="center",
                             color=style.get("color", "k"))
         for method, points in readings(str(model), str(bench)).items():

@@ -211,7 +211,9 @@ def compute_figure(facts: pd.DataFrame, out: Path) -> list[Path]:
 
 def _title(title: str, data: pd.DataFrame) -> str:
     """A figure title that says so when its data is the toy benchmark."""
-    return f"{title} (toy benchmark)" if (data["kind"] == "toy").any() else title
+    if (data["kind"] == "toy").any():
+        return title.replace("MixBench ", "") + " (toy benchmark)"
+    return title
 
 
 def _ci_columns(data: pd.DataFrame, metric: str = "ndcg@10") -> list[str]:

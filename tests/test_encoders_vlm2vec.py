@@ -263,3 +263,56 @@ def test_llava_next_backbone_uses_its_image_token(tmp_path: Path) -> None:
         ref = torch.nn.functional.normalize(states[0, -1], dim=-1)
         torch.testing.assert_close(joint[i], ref, atol=1e-5, rtol=0)
     assert enc.fingerprint()["positions"] == "model"
+
+
+def _rewrite_adapter(src: str, dst: Path, rename) -> str:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    weights = load_file(str(Path(src) / "adapter_model.safetensors"))
+    save_file({rename(k): v for k, v in weights.items()}, str(dst / "adapter_model.safetensors"))
+    return str(dst)
+
+
+def test_adapter_saved_with_transformers_4_loads_into_the_new_layout(
+        tiny: dict[str, str], tmp_path: Path) -> None:
+    """VLM2Vec-Qwen2VL-7B's weights are named as transformers 4.4x's Qwen2-VL had its modules
+    (``model.layers``, ``visual``); they must land in transformers 5's layout, and an adapter
+    whose weights match nothing must fail instead of leaving the base model."""
+    legacy = _rewrite_adapter(
+        tiny["adapter"], tmp_path / "legacy",
+        lambda k: k.replace("model.language_model.layers", "model.layers"))
+    from safetensors.torch import load_file
+
+    assert "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" in load_file(
+        f"{legacy}/adapter_model.safetensors")
+    new = VLM2VecEncoder(tiny["base"], adapter=tiny["adapter"], device="cpu", precision="fp32")
+    old = VLM2VecEncoder(tiny["base"], adapter=legacy, device="cpu", precision="fp32")
+    torch.testing.assert_close(old.encode_text(TEXTS), new.encode_text(TEXTS), atol=1e-6, rtol=0)
+    foreign = _rewrite_adapter(tiny["adapter"], tmp_path / "foreign",
+                               lambda k: k.replace("self_attn", "cross_attn"))
+    with pytest.raises(EncoderError, match=r"does not fit .* adapter weights were not loaded"):
+        VLM2VecEncoder(tiny["base"], adapter=foreign, device="cpu", precision="fp32")
+
+
+def test_llava_processor_without_expansion_settings_is_completed(tmp_path: Path) -> None:
+    """A LLaVA-NeXT processor saved before transformers 4.47 has no patch_size: the backend
+    takes it from the model config and expands <image> exactly as a complete processor."""
+    import json
+
+    from tiny_models import make_tiny_llava_next
+
+    folder = Path(make_tiny_llava_next(tmp_path / "llava"))
+    full = VLM2VecEncoder(str(folder), device="cpu", precision="fp32", image_size=56)
+    images = _images(full, 1)
+    reference = full.encode_image(images)
+    config_file = folder / "processor_config.json"
+    config = json.loads(config_file.read_text())
+    for key in ("patch_size", "vision_feature_select_strategy", "num_additional_image_tokens"):
+        config.pop(key, None)
+    config_file.write_text(json.dumps(config))
+    old = VLM2VecEncoder(str(folder), device="cpu", precision="fp32", image_size=56)
+    assert old.processor.patch_size == 14
+    torch.testing.assert_close(old.encode_image(images), reference, atol=1e-6, rtol=0)

@@ -70,6 +70,19 @@ SEED_INSTRUCTIONS: dict[str, dict[str, str]] = {
     },
 }
 POSITIONS = ("sequential", "mrope")
+#: Adapter weight names saved with transformers 4.4x -> transformers 5 module names (peft's
+#: ``key_mapping``; keys already in the new layout match no pattern and stay as they are).
+#: VLM2Vec-Qwen2VL-7B was saved with transformers 4.4x, where Qwen2VLForConditionalGeneration
+#: held ``model.layers`` and ``visual`` directly.
+ADAPTER_KEY_MAPPING: dict[str, dict[str, str]] = {
+    "qwen2_vl": {r"^visual": "model.visual",
+                 r"^model(?!\.(language_model|visual))": "model.language_model"},
+    "llava_next": {r"^language_model\.lm_head": "lm_head",
+                   r"^language_model\.model": "model.language_model",
+                   r"^vision_tower": "model.vision_tower",
+                   r"^multi_modal_projector": "model.multi_modal_projector",
+                   r"^image_newline": "model.image_newline"},
+}
 _LOCAL_PATTERNS = ("*.json", "*.safetensors", "*.bin", "*.model", "merges.txt", "vocab.json")
 
 
@@ -242,6 +255,8 @@ class VLM2VecEncoder(Encoder):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.image_token = IMAGE_TOKENS[self.model_type]
+        if self.model_type == "llava_next":
+            self._complete_llava_processor(config)
         self._dim = int(config.get_text_config().hidden_size)
         self.name = f"vlm2vec:{adapter or model_id_or_path}"
         self._commits = {
@@ -256,6 +271,24 @@ class VLM2VecEncoder(Encoder):
 
     # ------------------------------------------------------------------ loading
 
+    def _complete_llava_processor(self, config: Any) -> None:
+        """Processors saved before transformers 4.47 (VLM2Vec-LLaVa-Next's era) lack the
+        settings that expand ``<image>`` into one token per image feature; take them from
+        the model config, as the model computes its features."""
+        if getattr(self.processor, "patch_size", None) is not None:
+            return
+        settings = {
+            "patch_size": config.vision_config.patch_size,
+            "vision_feature_select_strategy": config.vision_feature_select_strategy,
+            # the CLS token a CLIP vision tower adds (the "default" strategy drops it)
+            "num_additional_image_tokens": int(
+                config.vision_config.model_type == "clip_vision_model"),
+        }
+        log.info("%s: the processor predates image-token expansion; using %s from the model "
+                 "config", self.model_id, settings)
+        for attr, value in settings.items():
+            setattr(self.processor, attr, value)
+
     def _has_processor(self, repo: str, revision: str | None) -> bool:
         names = ("preprocessor_config.json", "processor_config.json")
         if Path(repo).is_dir():
@@ -264,18 +297,30 @@ class VLM2VecEncoder(Encoder):
 
     def _merge_adapter(self, model: Any, adapter: str, revision: str | None,
                        kw: dict[str, Any]) -> Any:
+        """Load the LoRA adapter, check that every one of its weights landed, merge it."""
         from peft import PeftModel
+        from peft.utils import get_peft_model_state_dict, load_peft_weights
 
+        mapping = ADAPTER_KEY_MAPPING.get(self.model_type, {})
+        hub = {"revision": revision, "cache_dir": kw["cache_dir"],
+               "local_files_only": kw["local_files_only"]}
         with hub_errors(adapter, self.hint):
             peft_model = PeftModel.from_pretrained(
-                model, adapter, revision=revision, is_trainable=False,
-                cache_dir=kw["cache_dir"], local_files_only=kw["local_files_only"],
+                model, adapter, is_trainable=False, key_mapping=mapping, **hub
             )
-        loaded = sum(1 for n, _ in peft_model.named_parameters() if "lora_" in n)
-        if loaded == 0:
+            expected = load_peft_weights(adapter, device="cpu", key_mapping=mapping, **hub)
+        # peft only warns about adapter weights that match no module (they would be left at
+        # their initial value, B = 0: the base model, silently); refuse instead
+        loaded = get_peft_model_state_dict(peft_model)
+        missing = sorted(k for k in expected if k not in loaded)
+        differ = sorted(k for k in expected if k in loaded and not torch.equal(
+            loaded[k].detach().cpu(), expected[k].to(loaded[k].dtype)))
+        if missing or differ or not expected:
+            bad = (missing + differ)[:3]
             raise EncoderError(
-                f"adapter {adapter!r} matched no module of {self.model_id!r}: is it an adapter "
-                "for this base model?"
+                f"adapter {adapter!r} does not fit {self.model_id!r}: "
+                f"{len(missing) + len(differ)} of {len(expected)} adapter weights were not loaded "
+                f"(e.g. {bad}); is it an adapter for this base model?"
             )
         return peft_model.merge_and_unload()
 
