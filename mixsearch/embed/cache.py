@@ -429,13 +429,15 @@ class CacheEntry:
             lock.release()
 
     def _acquire(self, lock: FileLock, path: Path, blocking: bool) -> bool:
-        if not blocking:
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                return False
+        try:
+            lock.acquire(timeout=0)
             return True
+        except Timeout:
+            if not blocking:
+                return False
         limit = self.lock_timeout
+        until = "" if limit is None else f", giving up after {limit:g} s"
+        log.info("embedding cache: waiting for %s, held by another process%s", path, until)
         start = time.monotonic()
         while True:
             waited = time.monotonic() - start
@@ -452,8 +454,8 @@ class CacheEntry:
                     f"job or a hung one (`fuser {path}` names it); stop that process or raise "
                     "embed.lock_timeout"
                 )
-            log.info("embedding cache: waiting for %s, held by another process (%.0f s so far%s)",
-                     path, waited, "" if limit is None else f", giving up after {limit:g} s")
+            log.info("embedding cache: still waiting for %s, held by another process "
+                     "(%.0f s so far%s)", path, waited, until)
 
     def write_manifest(self, skipped: list[str], reasons: dict[str, str] | None = None) -> None:
         """Seal the entry (call once every part exists, under ``lock("manifest")``)."""
