@@ -5,7 +5,7 @@ Methods (``calibration.method``):
 * ``none``: the CLIP baseline, nothing subtracted.
 * ``gr``: GR-CLIP. Subtract per-role means of L2-normalised embeddings: query text, query
   image (image+text queries), doc text, doc image.
-* ``pushdown``: the paper's push-down simulation of setting 1 (PAPER.md §3). The seed ranks
+* ``pushdown``: the paper's push-down simulation of setting 1 (docs/paper.md §3). The seed ranks
   all text docs by cosine first, then every other doc by its own cosine, so an image or
   screenshot never outranks a text; vectors are uncalibrated (see ``evaluate``).
 

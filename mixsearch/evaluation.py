@@ -8,7 +8,7 @@ and scores. An α sweep is one ``Evaluator`` and one ``run`` per α.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,29 +28,11 @@ from mixsearch.embed.embeddings import Embeddings
 from mixsearch.fusion import Views, build_query_matrix, centre, fuse, l2_normalise, make_views
 from mixsearch.metrics import evaluate_ranking
 from mixsearch.retrieval import TopK, search
+from mixsearch.schema import section_options as options
 
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "corpus": {"mode": "released", "ratio": [1, 1, 1], "seed": 42, "p": 0.0, "replace_with": "auto"},
-    # train_sets is read by the pipeline, which turns it into ``pools``.
-    "calibration": {"method": "none", "source": "auto", "folds": 5, "seed": 0, "files": {},
-                    "train_sets": []},
-    "fusion": {"method": "weighted", "alpha": 0.5, "query": "weighted", "query_alpha": 0.5},
-    "retrieval": {"backend": "exact", "k": 100, "chunk_size": None, "device": "auto"},
-    "metrics": {"ks": [1, 5, 10, 100], "gain": "linear", "ndcg_variant": "trec",
-                "measures": ["ndcg", "recall", "mrr"]},
-}
 _POOL_KEYS = {"calibration/queries/text": "query_text", "calibration/queries/image": "query_image",
               "calibration/corpus/text": "doc_text", "calibration/corpus/image": "doc_image"}
 TOPK_SHARE_K = 10
-
-
-def options(section: str, cfg: dict[str, Any] | None) -> dict[str, Any]:
-    """A config section merged over :data:`DEFAULTS`; an unknown key names ``section.key``."""
-    cfg = {k: v for k, v in (cfg or {}).items() if not str(k).startswith("_")}
-    unknown = [k for k in cfg if k not in DEFAULTS[section]]
-    if unknown:
-        raise ValueError(f"{section}.{unknown[0]}: unknown option; known: {sorted(DEFAULTS[section])}")
-    return {**DEFAULTS[section], **cfg}
 
 
 @dataclass
@@ -64,6 +46,10 @@ class EvalResult:
     gap: dict[str, Any]
     calibration: dict[str, Any]
     corpus: dict[str, Any]
+    #: the ranking that was scored: query id -> top-k doc ids, best first (ties broken)
+    ranked: dict[str, list[str]] = field(default_factory=dict)
+    #: query id -> the scores of ``ranked[qid]``
+    scores: dict[str, list[float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"metrics": dict(self.metrics), "by_target_modality": self.by_target_modality,
@@ -232,6 +218,8 @@ class Evaluator:
             gap=gap,
             calibration={**self.calibration.summary(), "notes": list(qs.notes)},
             corpus=self._corpus_summary(),
+            ranked=ranked,
+            scores=scores,
         )
 
     def retrieve(self, fusion: dict[str, Any] | None = None) -> TopK:
@@ -328,8 +316,10 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate one configuration on cached embeddings (see :class:`Evaluator`).
 
-    Config sections are plain dicts; missing keys take :data:`DEFAULTS`, unknown keys and
-    unknown option values raise ``ValueError`` naming the option (e.g. ``calibration.method``).
+    Config sections are plain dicts; missing keys take the defaults of
+    :mod:`mixsearch.schema`, unknown keys and wrong values raise
+    :class:`~mixsearch.config.ConfigError` (a ``ValueError``) naming the option
+    (e.g. ``calibration.method``).
     """
     return Evaluator(bench, embs, corpus=corpus, calibration=calibration, retrieval=retrieval,
                      metrics=metrics, pools=pools, means=means).run(fusion)

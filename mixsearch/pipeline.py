@@ -20,9 +20,19 @@ from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
 from mixsearch.embed.extract import embed_benchmark, embed_records
 from mixsearch.encoders.base import Encoder
-from mixsearch.tracking import package_versions, start_tracker, write_results
+from mixsearch.schema import validate
+from mixsearch.tracking import (
+    git_commit,
+    package_versions,
+    start_tracker,
+    trec_run_text,
+    write_results,
+)
 
 log = logging.getLogger(__name__)
+# The terminal summary also goes to the job's log file (run.log); conf/hydra/default.yaml gives
+# this logger the file handler only, so the terminal does not show it twice.
+results_log = logging.getLogger("mixsearch.results")
 
 # Roles of calibration pools, keyed by the embeddings that feed them.
 _CALIBRATION_ROLES = {
@@ -182,15 +192,28 @@ def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
     return written
 
 
-def run(cfg: dict[str, Any]) -> dict[str, Any]:
+def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Run one evaluation job and write its results into ``cfg['paths']['output_dir']``.
 
-    Returns the result contract written to ``metrics.json`` (empty for a shard-only job).
+    The config is checked first (:func:`mixsearch.schema.validate`), before any tracker,
+    model or data is touched.
+
+    Args:
+        cfg: the resolved run config as plain dicts.
+        overrides: the job's command-line overrides (they decide whether an option of an
+            inactive mode is an error or a warning).
+
+    Returns:
+        The result contract written to ``metrics.json`` (empty for a shard-only job).
+
+    Raises:
+        ConfigError: a wrong option, named.
     """
+    warnings = validate(cfg, overrides=overrides)
     run_dir = Path(cfg["paths"]["output_dir"])
     tracker = start_tracker(cfg, run_dir)
     try:
-        out = _run(cfg, run_dir, tracker)
+        out = _run(cfg, run_dir, tracker, warnings)
     except BaseException as e:
         tracker.finish(ok=False, error=e)
         raise
@@ -198,7 +221,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
+def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) -> dict[str, Any]:
     from mixsearch.evaluation import Evaluator
 
     t0 = time.perf_counter()
@@ -241,11 +264,15 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
                         "text_stats": encoder.text_stats()}
     out["config"] = cfg
+    out["config_warnings"] = warnings
     out["versions"] = package_versions()
+    out["git"] = git_commit()
     out["seconds"] = round(time.perf_counter() - t0, 3)
-    write_results(run_dir, out, result.per_query)
+    write_results(run_dir, out, result.per_query, run=trec_run_text(result.ranked, result.scores))
     tracker.log_result(out, result.per_query)
-    print(format_summary(out))
+    summary = format_summary(out) + f"\nresults: {run_dir}"
+    print(summary)
+    results_log.info("%s", summary)
     return out
 
 

@@ -43,12 +43,14 @@ def run_py(
 
 def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
     sweep = tmp_path / "sweep"
-    run_py(shared, "-m", "calibration.method=none,gr,nonsense", f"hydra.sweep.dir={sweep}",
+    # job 2 fails while running (source=files without mean files), after its W&B run started
+    run_py(shared, "-m", "calibration=gr", "calibration.source=auto,transductive,files",
+           f"hydra.sweep.dir={sweep}",
            "logger=wandb", "logger.mode=offline", "logger.tags=[test]",
            drop=("WANDB_DIR",), ok=False)  # W&B files in the job dirs; a failed job fails the sweep
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame["status"]) == ["ok", "ok", "failed"]
-    assert "nonsense" in frame.loc[2, "error"]
+    assert "calibration.files.query_text: no mean file given" in frame.loc[2, "error"]
     status = json.loads((sweep / "2" / "status.json").read_text())
     assert status["error"] == frame.loc[2, "error"] and "Traceback" in status["traceback"]
     for i in (0, 1):
@@ -61,7 +63,7 @@ def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
         run = read_offline_run(sweep / str(i))
         assert run["exit_code"] == code
         assert run["run"].run_group == "sweep" and list(run["run"].tags) == ["test"]
-        assert run["config"]["calibration"]["method"] == ["none", "gr", "nonsense"][i]
+        assert run["config"]["calibration"]["source"] == ["auto", "transductive", "files"][i]
         if code == 0:
             metrics = json.loads((sweep / str(i) / "metrics.json").read_text())["metrics"]
             assert run["summary"]["ndcg@10"] == metrics["ndcg@10"]
