@@ -25,7 +25,20 @@ MODELS: dict[str, str] = {
     "openclip_b16": "OpenCLIP-B/16",
     "openclip_l14": "OpenCLIP-L/14",
     "siglip_so400m": "SigLIP-400m",
+    # family names (python run.py -m model=clip,siglip,openclip)
+    "clip": "CLIP-L/14",
+    "openclip": "OpenCLIP-L/14",
+    "siglip": "SigLIP-400m",
+    # universal embedders: the paper's baseline (rows without a GR- variant)
+    "vlm2vec_qwen2vl_7b": "VLM2Vec-Qwen",
+    "vlm2vec_llava_next": "VLM2Vec-LLaVA-Next",
 }
+#: The fusion of image+text docs behind a paper row: VLM2Vec embeds them jointly (the seed's
+#: ``vlm_mixed_embedding``), the CLIP family fuses with α = 0.5.
+ROW_FUSION: dict[str, str] = {"VLM2Vec-Qwen": "joint", "VLM2Vec-LLaVA-Next": "joint"}
+#: GFLOPs per item read off the paper's compute axis (Fig. 1e/4, log scale, approximate).
+GFLOPS: dict[str, float] = {"OpenCLIP-B/16": 21.0, "CLIP-B/16": 32.0, "OpenCLIP-L/14": 100.0,
+                            "CLIP-L/14": 150.0, "SigLIP-400m": 600.0, "VLM2Vec-Qwen": 4.5e4}
 
 #: Calibration methods with a Table 1 row: none = the raw model, gr = its "GR-" row.
 CALIBRATION_PREFIX: dict[str, str] = {"none": "", "gr": "GR-"}
@@ -103,16 +116,24 @@ _FAMILY = {"CLIP-B/16": "CLIP", "CLIP-L/14": "CLIP", "OpenCLIP-B/16": "OpenCLIP"
            "OpenCLIP-L/14": "OpenCLIP", "SigLIP-400m": "SigLIP"}
 
 
-def table1_row(model: str, calibration: str) -> str | None:
-    """The Table 1 row of our ``model`` config with ``calibration`` method, or None."""
+def table1_row(model: str, calibration: str, fusion: str | None = None) -> str | None:
+    """The Table 1 row of our ``model`` config with ``calibration`` method (and ``fusion``
+    method, when given: VLM2Vec's rows are joint, the others α-weighted), or None."""
     if model not in MODELS or calibration not in CALIBRATION_PREFIX:
         return None
-    return CALIBRATION_PREFIX[calibration] + MODELS[model]
+    row = CALIBRATION_PREFIX[calibration] + MODELS[model]
+    if row not in TABLE1:
+        return None
+    if fusion is not None and fusion != ROW_FUSION.get(row, "weighted"):
+        return None
+    return row
 
 
-def table1_value(model: str, calibration: str, subset: str, metric: str) -> float | None:
+def table1_value(
+    model: str, calibration: str, subset: str, metric: str, fusion: str | None = None
+) -> float | None:
     """The paper's Table 1 number for our names, or None when the paper has no such cell."""
-    row = table1_row(model, calibration)
+    row = table1_row(model, calibration, fusion)
     if row is None or subset not in SUBSETS or metric not in TABLE1_METRICS:
         return None
     return TABLE1[row][SUBSETS[subset]][metric]

@@ -133,3 +133,42 @@ def bar_panels(
         ax.legend(fontsize=7, loc="upper center", ncol=3)
     fig.suptitle(title, fontsize=11)
     return _save(fig, out)
+
+
+def compute_scatter(
+    points: pd.DataFrame, paper: list[tuple[str, float, float]], title: str, out: Path
+) -> list[Path]:
+    """NDCG@10 against GFLOPs per document on a log axis: our runs filled and labelled, the
+    paper's rows hollow (its compute axis is read off the figure, approximate).
+
+    Args:
+        points: columns method, calibration, gflops_per_doc, ndcg10.
+        paper: ``(row name, GFLOPs, NDCG@10)`` of the paper's rows.
+        title: figure title.
+        out: output path without suffix.
+
+    Returns:
+        The PNG and PDF paths.
+    """
+    fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    for r in points.itertuples():
+        ax.scatter(r.gflops_per_doc, r.ndcg10, color=_style(str(r.calibration)).get("color", "k"), s=36)
+        ax.annotate(str(r.method), (r.gflops_per_doc, r.ndcg10), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    for name, gflops, ndcg in paper:
+        ax.scatter(gflops, ndcg, facecolors="none", edgecolors="tab:red" if name.startswith("GR-")
+                   else "tab:blue", s=40)
+        ax.annotate(f"paper: {name}", (gflops, ndcg), fontsize=6, color="0.4",
+                    xytext=(4, -8), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("GFLOPs per document (log scale; measured with torch's FLOP counter)")
+    ax.set_ylabel("NDCG@10 (mean over benchmarks)")
+    ax.grid(alpha=0.3, which="both")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=_style(m).get("color", "k"),
+                          label=_style(m)["label"]) for m in sorted(points["calibration"].unique(),
+                                                                   key=_method_order)]
+    handles.append(plt.Line2D([], [], marker="o", linestyle="", markerfacecolor="none",
+                              color="0.4", label="paper ≈ (Table 1, Fig. 4 axis)"))
+    ax.legend(handles=handles, fontsize=7)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, out)

@@ -2,11 +2,14 @@
 
     python -m experiments.report <sweep dirs...> [--out DIR] [--figures table1 figure4 ...]
     python -m experiments.report summarize <sweep dirs...> [--out DIR]   # summary.csv/.md only
+    python -m experiments.report compare RUN_A RUN_B [--metric ndcg@10] [--json]
 
 Artefacts in ``--out`` (default: the single sweep dir): ``summary.{csv,md}``,
 ``table1.{md,csv}``, ``figure2..4.{png,pdf,csv}`` and ``report.md``. Jobs are matched to the
 paper by their model config name, ``calibration.method`` and ``dataset.subset``; results the
 paper has no number for (the toy benchmark, other models) show "–" in the paper columns.
+``compare`` tests two run dirs (``per_query.csv``) on their common queries: B − A, its 95 %
+paired bootstrap CI and a paired two-sided randomisation test (:mod:`mixsearch.stats`).
 Exit status: 0, or 1 when some job of the sweeps did not finish ok (everything is still
 written), 2 on bad input.
 """
@@ -14,6 +17,7 @@ written), 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,13 +25,14 @@ from typing import Any
 import pandas as pd
 
 from experiments import paper, plots
-from mixsearch.callbacks import Job, collect_jobs, markdown_table, write_summary
+from mixsearch import stats
+from mixsearch.callbacks import Job, collect_jobs, markdown_table, read_per_query, write_summary
 from mixsearch.tracking import atomic_write_text
 
-ARTEFACTS = ("table1", "figure2", "figure3", "figure4")
+ARTEFACTS = ("table1", "figure2", "figure3", "figure4", "compute")
 #: Which corpus mode each artefact reads (released = MixBench setting 3).
 CORPUS_MODE = {"table1": "released", "figure2": "replace", "figure3": "all_multimodal",
-               "figure4": "released"}
+               "figure4": "released", "compute": "released"}
 NA = "–"
 
 
@@ -57,6 +62,8 @@ def job_facts(jobs: list[Job]) -> pd.DataFrame:
             "corpus": (res.get("corpus") or {}).get("mode") or (cfg.get("corpus") or {}).get("mode"),
             "p": (cfg.get("corpus") or {}).get("p"),
             "alpha": (cfg.get("fusion") or {}).get("alpha"),
+            "fusion": (cfg.get("fusion") or {}).get("method", "weighted"),
+            "gflops_per_doc": ((res.get("encoder") or {}).get("compute") or {}).get("gflops_per_doc"),
             **res["metrics"],
             "run_dir": str(job.run_dir),
         })
@@ -84,14 +91,15 @@ def select(facts: pd.DataFrame, artefact: str, keys: list[str]) -> pd.DataFrame:
 def table1(facts: pd.DataFrame, out: Path) -> list[Path]:
     """Table 1 in the paper's layout (rows = methods, cells = NDCG@10/NDCG@100/Recall@1) with
     the paper's cell and the difference beside ours; plus the long-format CSV."""
-    data = select(facts, "table1", ["model", "calibration", "benchmark"])
+    data = select(facts, "table1", ["model", "calibration", "fusion", "benchmark"])
     long = []
     for r in data.to_dict("records"):
         for metric in paper.TABLE1_METRICS:
-            ref = paper.table1_value(r["model"], r["calibration"], r["benchmark"], metric)
+            ref = paper.table1_value(r["model"], r["calibration"], r["benchmark"], metric, r["fusion"])
             ours = r.get(metric)
-            long.append({"method": _method(r["model"], r["calibration"]), "model": r["model"],
-                         "calibration": r["calibration"], "benchmark": r["benchmark"],
+            long.append({"method": _method(r["model"], r["calibration"], r["fusion"]),
+                         "model": r["model"], "calibration": r["calibration"],
+                         "fusion": r["fusion"], "benchmark": r["benchmark"],
                          "metric": metric, "ours": ours, "paper": ref,
                          "diff": None if ref is None or ours is None else ours - ref,
                          "run_dir": r["run_dir"]})
@@ -121,11 +129,17 @@ def table1(facts: pd.DataFrame, out: Path) -> list[Path]:
     return [out / "table1.md", out / "table1.csv"]
 
 
-def _method(model: str, calibration: str) -> str:
-    """The paper's row name, or ours in its style (``toy``, ``GR-toy``, ``toy [pushdown]``)."""
+def _method(model: str, calibration: str, fusion: str = "weighted") -> str:
+    """The paper's row name, or ours in its style (``toy``, ``GR-toy``, ``toy [pushdown]``,
+    ``GR-VLM2Vec-Qwen``); a fusion other than the paper's for that model (VLM2Vec: joint, the
+    others: weighted) is named in brackets (``VLM2Vec-Qwen [weighted]``)."""
+    row = paper.table1_row(model, calibration, fusion)
+    if row is not None:
+        return row
     prefix = paper.CALIBRATION_PREFIX.get(calibration)
-    return paper.table1_row(model, calibration) or (
-        f"{prefix}{model}" if prefix is not None else f"{model} [{calibration}]")
+    base = paper.MODELS.get(model, model)
+    name = f"{prefix}{base}" if prefix is not None else f"{base} [{calibration}]"
+    return name if fusion == paper.ROW_FUSION.get(base, "weighted") else f"{name} [{fusion}]"
 
 
 def _row_order(method: str, model: str, calibration: str) -> tuple[int, int, str]:
@@ -142,8 +156,38 @@ def _triple(values: pd.Series, signed: bool = False) -> str:
     return NA if all(p == NA for p in parts) else "/".join(parts)
 
 
+def compute_figure(facts: pd.DataFrame, out: Path) -> list[Path]:
+    """NDCG@10 (mean over the sweep's benchmarks) against GFLOPs per document (log x), one
+    point per model × calibration × fusion, beside the paper's compute axis: the "75× less
+    compute" claim, measured. Also writes ``compute.csv``."""
+    data = select(facts, "compute", ["model", "calibration", "fusion", "benchmark"])
+    data = data[data["gflops_per_doc"].notna()]
+    if data.empty:
+        raise ValueError("compute: no job recorded encoder.compute.gflops_per_doc")
+    points = (data.groupby(["model", "calibration", "fusion"], sort=True)
+              .agg(gflops_per_doc=("gflops_per_doc", "mean"), ndcg10=("ndcg@10", "mean"),
+                   benchmarks=("benchmark", "nunique")).reset_index())
+    points["method"] = [_method(m, c, f) for m, c, f in
+                        zip(points["model"], points["calibration"], points["fusion"], strict=True)]
+    ref = []  # the paper's rows: (name, GFLOPs read off its axis, 4-subset mean NDCG@10)
+    for row, gflops in paper.GFLOPS.items():
+        for name in (row, f"GR-{row}"):
+            if name in paper.TABLE1:
+                cells = [paper.TABLE1[name][b]["ndcg@10"] for b in paper.SUBSETS.values()]
+                ref.append((name, gflops, sum(cells) / len(cells)))
+    title = "NDCG@10 against compute per document"
+    if not points["method"].isin(paper.TABLE1).any():
+        title += " (ours: not the paper's benchmark)"
+    paths = plots.compute_scatter(points, ref, title, out / "compute")
+    atomic_write_text(out / "compute.csv", points.to_csv(index=False))
+    return [*paths, out / "compute.csv"]
+
+
 def figure(facts: pd.DataFrame, name: str, out: Path) -> list[Path]:
-    """Figure 2 (NDCG@10 vs p), 3 (NDCG@10 vs α) or 4 (per-subset bars): PNG, PDF and CSV."""
+    """Figure 2 (NDCG@10 vs p), 3 (NDCG@10 vs α), 4 (per-subset bars) or the compute figure:
+    PNG, PDF and CSV."""
+    if name == "compute":
+        return compute_figure(facts, out)
     if name == "figure4":
         data = select(facts, name, ["model", "calibration", "benchmark"])
         paths = plots.bar_panels(
@@ -214,9 +258,49 @@ def log_to_wandb(paths: list[Path], out: Path, sweeps: list[Path], args: argpars
     tracker.finish(ok=True)
 
 
+def compare_runs(run_a: Path, run_b: Path, metric: str = "ndcg@10", *,
+                 n_resamples: int = stats.N_RESAMPLES, seed: int = 0) -> stats.Comparison:
+    """Paired comparison of run B against run A on ``metric`` over their common queries.
+
+    Raises:
+        FileNotFoundError: a run dir has no ``per_query.csv``.
+        ValueError: the tables cannot be paired (see :func:`mixsearch.stats.compare`).
+    """
+    frames = [read_per_query(d) for d in (run_a, run_b)]
+    return stats.compare(*frames, metric, n_resamples=n_resamples, seed=seed,
+                         names=(f"{run_a}/per_query.csv", f"{run_b}/per_query.csv"))
+
+
+def compare_main(argv: list[str]) -> int:
+    """``compare RUN_A RUN_B``: prints the comparison (one JSON object with ``--json``)."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.report compare",
+                                     description="Compare run B against run A on common queries.")
+    parser.add_argument("run_a", type=Path, help="run dir of the baseline A")
+    parser.add_argument("run_b", type=Path, help="run dir of B")
+    parser.add_argument("--metric", default="ndcg@10", help="per_query.csv column (default ndcg@10)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--resamples", type=int, default=stats.N_RESAMPLES)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        c = compare_runs(args.run_a, args.run_b, args.metric, n_resamples=args.resamples, seed=args.seed)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(c.to_dict()))
+    else:
+        print(f"{c.metric} on {c.n_queries} common queries: A {c.a:.4f}, B {c.b:.4f}\n"
+              f"B - A = {c.delta:+.4f}, 95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}], "
+              f"p = {c.p_value:.4g} ({c.test})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "compare":
+        return compare_main(argv[1:])
     summarize_only = bool(argv) and argv[0] == "summarize"
     parser = argparse.ArgumentParser(prog="python -m experiments.report" + (" summarize" if summarize_only else ""),
                                      description=__doc__.split("\n\n")[0])

@@ -4,7 +4,11 @@ Methods (``calibration.method``):
 
 * ``none``: the CLIP baseline, nothing subtracted.
 * ``gr``: GR-CLIP. Subtract per-role means of L2-normalised embeddings: query text, query
-  image (image+text queries), doc text, doc image.
+  image (image+text queries), doc text, doc image, and with ``fusion=joint`` the joint
+  image+text embeddings of docs (``doc_joint``) and of image+text queries (``query_joint``).
+  A joint embedding sits in its own cone (neither the text's nor the image's), so it gets its
+  own mean: every source below provides it from joint embeddings of its own items (``train``:
+  the calibration splits' image+text items embedded jointly; ``files``: ``doc_joint.npy``).
 * ``pushdown``: the paper's push-down simulation of setting 1 (docs/paper.md §3). The seed ranks
   all text docs by cosine first, then every other doc by its own cosine, so an image or
   screenshot never outranks a text; vectors are uncalibrated (see ``evaluate``).
@@ -31,7 +35,7 @@ import numpy as np
 from mixsearch.data.benchmark import DataError
 from mixsearch.fusion import Views, l2_normalise
 
-ROLES = ("query_text", "query_image", "doc_text", "doc_image")
+ROLES = ("query_text", "query_image", "doc_text", "doc_image", "query_joint", "doc_joint")
 METHODS = ("none", "gr", "pushdown")
 SOURCES = ("auto", "train", "crossfit", "transductive", "files")
 
@@ -44,6 +48,8 @@ class Means:
     query_image: np.ndarray | None = None
     doc_text: np.ndarray | None = None
     doc_image: np.ndarray | None = None
+    query_joint: np.ndarray | None = None
+    doc_joint: np.ndarray | None = None
     source: str = ""
     n_samples: dict[str, int] = field(default_factory=dict)
 
@@ -238,7 +244,12 @@ def resolve(
         "query_text": (queries.text, queries.has_text), "query_image": (queries.image, queries.has_image),
         "doc_text": (docs.text, docs.has_text), "doc_image": (docs.image, docs.has_image),
     }
-    needed = tuple(r for r in ("query_text", "doc_text", "doc_image") if eval_pools[r][1].any())
+    # joint roles exist only when the run uses joint embeddings (fusion=joint)
+    for role, views in (("query_joint", queries), ("doc_joint", docs)):
+        if views.joint is not None:
+            eval_pools[role] = (views.joint, views.both)
+    needed = tuple(r for r in ("query_text", "doc_text", "doc_image", "doc_joint")
+                   if r in eval_pools and eval_pools[r][1].any())
     if source == "crossfit":
         return _crossfit(cfg, eval_pools)
     if means is None:

@@ -20,12 +20,15 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from mixsearch import stats
 from mixsearch.tracking import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 #: Metrics shown first (and the only ones in ``summary.md``); the CSV has every metric.
 MAIN_METRICS = ("ndcg@10", "ndcg@100", "recall@1", "mrr@10")
+#: Metric whose 95 % bootstrap CI over queries (from ``per_query.csv``) the summary shows.
+CI_METRIC = "ndcg@10"
 #: Config groups whose choice gets a column of its own.
 GROUPS = ("model", "dataset", "corpus", "calibration", "fusion")
 
@@ -90,6 +93,41 @@ def read_job(run_dir: str | Path) -> Job:
     return job
 
 
+def read_per_query(run_dir: str | Path) -> pd.DataFrame:
+    """A run's ``per_query.csv`` (qids kept as strings).
+
+    Raises:
+        FileNotFoundError: the run dir has no ``per_query.csv`` (names it).
+        ValueError: the file is not a CSV with a ``qid`` column (names it).
+    """
+    path = Path(run_dir) / "per_query.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (is {run_dir} a finished run dir?)")
+    try:
+        frame = pd.read_csv(path, dtype={"qid": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a readable CSV: {e}") from e
+    if "qid" not in frame.columns:
+        raise ValueError(f"{path}: no 'qid' column")
+    return frame
+
+
+def metric_ci(run_dir: str | Path, metric: str = CI_METRIC, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Bootstrap CI over queries of a run's mean ``metric``; None when the run has no such
+    per-query column (e.g. a run dir written before per-query files existed)."""
+    try:
+        frame = read_per_query(run_dir)
+    except FileNotFoundError:
+        return None
+    if metric not in frame.columns:
+        return None
+    values = frame[metric].dropna()
+    if len(values) < len(frame):
+        raise ValueError(f"{Path(run_dir) / 'per_query.csv'}: {len(frame) - len(values)} "
+                         f"queries have no {metric}")
+    return stats.mean_ci(values.to_numpy(), confidence=confidence)
+
+
 def _job_dirs(sweep_dir: Path) -> list[Path]:
     dirs = [p for p in sweep_dir.iterdir()
             if p.is_dir() and ((p / ".hydra").is_dir() or (p / "status.json").is_file())]
@@ -121,7 +159,8 @@ def _split_override(override: str) -> tuple[str, str]:
 
 def summary_frame(jobs: list[Job]) -> pd.DataFrame:
     """One row per job: sweep, job, status, error, overrides, group choices, swept values
-    (non-group overrides such as ``corpus.p``), every metric (main ones first), gap, run dir."""
+    (non-group overrides such as ``corpus.p``), every metric (main ones first, NDCG@10 with its
+    95 % bootstrap CI over queries as ``ndcg@10_ci_low``/``_ci_high``), gap, run dir."""
     rows = []
     for job in jobs:
         row: dict[str, Any] = {"sweep": job.sweep, "job": job.run_dir.name, "status": job.status,
@@ -130,7 +169,17 @@ def summary_frame(jobs: list[Job]) -> pd.DataFrame:
         row.update({k: v for k, v in map(_split_override, job.overrides) if k not in job.choices})
         result = job.result or {}
         metrics = result.get("metrics") or {}
-        row.update({m: metrics[m] for m in MAIN_METRICS if m in metrics})
+        for m in MAIN_METRICS:
+            if m in metrics:
+                row[m] = metrics[m]
+            if m == CI_METRIC and job.status == "ok" and metrics:
+                try:
+                    ci = metric_ci(job.run_dir, m)
+                except ValueError as e:  # the summary still lists the job; the CI stays blank
+                    log.warning("no %s CI for job %s: %s", m, job.run_dir, e)
+                    ci = None
+                if ci is not None:
+                    row[f"{m}_ci_low"], row[f"{m}_ci_high"] = ci
         row.update({m: v for m, v in sorted(metrics.items()) if m not in MAIN_METRICS})
         gap = result.get("gap") or {}
         for key in ("centroid_distance_before", "centroid_distance_after"):

@@ -3,16 +3,19 @@
 :func:`evaluate` is the entry point. :class:`Evaluator` splits it in two so that sweeps are
 cheap: the constructor does everything that does not depend on the fusion options (corpus mix,
 normalisation, calibration, centring, the gap), and :meth:`Evaluator.run` only fuses, searches
-and scores. An α sweep is one ``Evaluator`` and one ``run`` per α.
+and scores. :meth:`Evaluator.sweep` evaluates many fusion sections at once: an α sweep costs
+about one run (:mod:`mixsearch.sweep`), with the results ``run`` gives.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from mixsearch.calibration import Calibration, Means, resolve
 from mixsearch.corpus import doc_image_key, mix_corpus, modality_counts
@@ -25,13 +28,27 @@ from mixsearch.diagnostics import (
     topk_modality_share,
 )
 from mixsearch.embed.embeddings import Embeddings
+from mixsearch.encoders.offline import resolve_device
 from mixsearch.fusion import Views, build_query_matrix, centre, fuse, l2_normalise, make_views
 from mixsearch.metrics import evaluate_ranking
-from mixsearch.retrieval import TopK, search
+from mixsearch.retrieval import IdOrder, TopK, search
 from mixsearch.schema import section_options as options
+from mixsearch.sweep import (
+    SWEEP_METHODS,
+    ChunkSweep,
+    MixedDocs,
+    RankScorer,
+    group_means,
+    mean_cosine_from_centroids,
+    merge_topk,
+    modality_centroids,
+    query_chunks,
+    role_centroids,
+)
 
 _POOL_KEYS = {"calibration/queries/text": "query_text", "calibration/queries/image": "query_image",
-              "calibration/corpus/text": "doc_text", "calibration/corpus/image": "doc_image"}
+              "calibration/corpus/text": "doc_text", "calibration/corpus/image": "doc_image",
+              "calibration/queries/joint": "query_joint", "calibration/corpus/joint": "doc_joint"}
 TOPK_SHARE_K = 10
 
 
@@ -76,9 +93,10 @@ class Evaluator:
     Args:
         bench: the benchmark.
         embs: raw embeddings by key: ``queries/text``, ``queries/image``, ``corpus/text``,
-            ``corpus/image``, ``corpus/screenshot`` (replace mode) and optionally
-            ``calibration/{queries,corpus}/{text,image}``.
-        corpus: the ``corpus`` section (see :data:`DEFAULTS`).
+            ``corpus/image``, ``corpus/screenshot`` (replace mode), ``corpus/joint`` and
+            ``queries/joint`` (joint image+text embeddings, ``fusion=joint``) and optionally
+            ``calibration/{queries,corpus}/{text,image,joint}``.
+        corpus: the ``corpus`` section (options and defaults: :mod:`mixsearch.schema`).
         calibration: the ``calibration`` section.
         retrieval: the ``retrieval`` section.
         metrics: the ``metrics`` section.
@@ -110,17 +128,17 @@ class Evaluator:
         self.calibration: Calibration = resolve(
             options("calibration", calibration), self.queries, self.docs, pools=pools, means=means)
         m = self.calibration.means
-        self.centred_docs = centre(self.docs, m.get("doc_text"), m.get("doc_image"))
+        self.centred_docs = centre(self.docs, m.get("doc_text"), m.get("doc_image"), m.get("doc_joint"))
         self.target = target_modalities(bench.qrels, self.assignment)
         query_ids = set(self.queries.ids)
         unknown = [q for q in bench.qrels if q not in query_ids]
         if unknown:
             raise DataError(f"{bench.name}: qrels query {unknown[0]!r} is not among the queries")
         self._query_cache: dict[tuple[str, float], _QueryState] = {}
-        # Rank of each doc id in ascending string order: the tie-break of search().
-        self._id_rank = np.empty(len(self.docs.ids), np.int64)
-        self._id_rank[np.argsort(np.array(self.docs.ids, dtype=object), kind="stable")] = (
-            np.arange(len(self.docs.ids)))
+        # Place of each doc in the tie order of search() (retrieval.ties).
+        self._order = IdOrder(self.docs.ids, len(self.docs.ids), self.retrieval_cfg["ties"])
+        self._id_rank = self._order.rank_of_row
+        self._scorer: RankScorer | None = None  # built by the first sweep
 
     # ---- preparation -------------------------------------------------------------------------
     def _doc_views(self, embs: dict[str, Embeddings]) -> Views:
@@ -139,7 +157,8 @@ class Evaluator:
                 image[rows] = _rows(embs, key, [records[n].id for n in rows])
         full_text = np.zeros((len(records), dim), np.float32)
         full_text[has_text] = text
-        return make_views([r.id for r in records], full_text, image, has_text, has_image)
+        joint = _joint_rows(embs, "corpus/joint", records, has_text & has_image, dim)
+        return make_views([r.id for r in records], full_text, image, has_text, has_image, joint)
 
     def _query_views(self, embs: dict[str, Embeddings]) -> tuple[Views, bool]:
         records = self.bench.queries
@@ -155,7 +174,9 @@ class Evaluator:
             if mask.any():
                 out[mask] = _rows(embs, key, [r.id for r, m in zip(records, mask, strict=True) if m])
             parts.append(out)
-        return make_views([r.id for r in records], parts[0], parts[1], has_text, has_image), images_missing
+        joint = _joint_rows(embs, "queries/joint", records, has_text & has_image, dim)
+        views = make_views([r.id for r in records], parts[0], parts[1], has_text, has_image, joint)
+        return views, images_missing
 
     def _query_state(self, mode: str, alpha: float) -> _QueryState:
         """Everything that depends only on the query options, computed once per option."""
@@ -166,7 +187,7 @@ class Evaluator:
             raise DataError(f"fusion.query={mode}: queries have images but embs has no "
                             "'queries/image'; embed them or set fusion.query=text")
         m, notes = self.calibration.means, []
-        image_mean = m.get("query_image")
+        image_mean, joint_mean = m.get("query_image"), m.get("query_joint")
         uses_images = mode != "text" and self.queries.has_image.any()
         if self.calibration.method == "gr" and image_mean is None and uses_images:
             # No query-image pool: the doc-image mean is the closest stand-in (recorded).
@@ -174,9 +195,17 @@ class Evaluator:
             notes.append("query_image: doc_image mean used (no query_image mean)")
             if image_mean is None:
                 raise ValueError("calibration: image queries need a query_image or doc_image mean")
+        uses_joint = mode == "joint" and self.queries.both.any()
+        if self.calibration.method == "gr" and joint_mean is None and uses_joint:
+            joint_mean = m.get("doc_joint")
+            notes.append("query_joint: doc_joint mean used (no query_joint mean)")
+            if joint_mean is None:
+                raise ValueError("calibration: joint image+text queries need a query_joint or "
+                                 "doc_joint mean")
         before, _ = build_query_matrix(self.queries, mode=mode, alpha=alpha)
         after, _ = build_query_matrix(self.queries, mode=mode, alpha=alpha,
-                                      text_mean=m.get("query_text"), image_mean=image_mean)
+                                      text_mean=m.get("query_text"), image_mean=image_mean,
+                                      joint_mean=joint_mean)
         d, c = self.docs, self.centred_docs
         gap = modality_gap(
             doc_text=(d.text[d.has_text], l2_normalise(c.text[d.has_text])),
@@ -231,11 +260,15 @@ class Evaluator:
         docs = fuse(self.centred_docs, method=f["method"], alpha=float(f["alpha"]))
         return qs, docs, self._search(qs, docs)
 
-    def _search(self, qs: _QueryState, docs: np.ndarray) -> TopK:
+    def _k(self) -> int:
         k = int(self.retrieval_cfg["k"])
         if k < min(max(self.metrics_cfg["ks"]), len(self.docs.ids)):
             raise ValueError(f"retrieval.k={k} is below the largest metrics.ks "
                              f"({max(self.metrics_cfg['ks'])}); those metrics would be truncated")
+        return k
+
+    def _search(self, qs: _QueryState, docs: np.ndarray) -> TopK:
+        k = self._k()
         unimodal = ~(self.docs.has_text & self.docs.has_image)
         if self.calibration.method == "pushdown":
             # Push-down (seed): all text docs by cosine, then every other doc by its own
@@ -249,14 +282,118 @@ class Evaluator:
             return TopK(*self._search_rows(qs.after, docs, np.ones(len(docs), bool), k))
         # Unimodal docs do not depend on the fusion options: search them once per query option,
         # then merge with the image+text docs' top-k. Both lists are exact under the order
-        # (score desc, id asc), so the top-k of their union is the top-k of the whole corpus.
-        if qs.unimodal_topk is None:
-            qs.unimodal_topk = self._search_rows(qs.after, docs, unimodal, k)
-        s_uni, r_uni = qs.unimodal_topk
+        # (score desc, tie order), so the top-k of their union is the top-k of the whole corpus.
+        s_uni, r_uni = self._unimodal_topk(qs, docs, k)
         s_mix, r_mix = self._search_rows(qs.after, docs, ~unimodal, k)
         s, r = np.concatenate([s_uni, s_mix], axis=1), np.concatenate([r_uni, r_mix], axis=1)
         order = np.lexsort((self._id_rank[r], -s), axis=-1)[:, :k]
         return TopK(np.take_along_axis(s, order, 1), np.take_along_axis(r, order, 1))
+
+    def _unimodal_topk(self, qs: _QueryState, docs: np.ndarray, k: int):
+        if qs.unimodal_topk is None:
+            qs.unimodal_topk = self._search_rows(
+                qs.after, docs, ~(self.docs.has_text & self.docs.has_image), k)
+        return qs.unimodal_topk
+
+    # ---- many fusion options at once -----------------------------------------------------------
+    def sweep(self, fusions: Sequence[dict[str, Any] | None]) -> list[EvalResult]:
+        """Results of several ``fusion`` sections: what ``[self.run(f) for f in fusions]`` gives.
+
+        Sections that differ only in ``alpha`` (methods ``weighted`` / ``score``, exact search on
+        the CPU, trec metrics, no push-down) are evaluated together: two matmuls for all of
+        them, then elementwise work per α (see :mod:`mixsearch.sweep`, which also states the
+        equality with ``run``). Any other section is evaluated by :meth:`run`.
+        """
+        opts = [options("fusion", f) for f in fusions]
+        out: list[EvalResult | None] = [None] * len(opts)
+        groups: dict[tuple[str, str, float], list[int]] = {}
+        for n, f in enumerate(opts):
+            if self._sweepable(f):
+                groups.setdefault((f["method"], f["query"], float(f["query_alpha"])), []).append(n)
+            else:
+                out[n] = self.run(f)
+        for (method, mode, query_alpha), members in groups.items():
+            alphas = [float(opts[n]["alpha"]) for n in members]
+            for n, result in zip(members, self._sweep(method, mode, query_alpha, alphas), strict=True):
+                out[n] = result
+        return out  # type: ignore[return-value]
+
+    def _sweepable(self, f: dict[str, Any]) -> bool:
+        r = self.retrieval_cfg
+        return (f["method"] in SWEEP_METHODS and 0.0 <= float(f["alpha"]) <= 1.0
+                and r["backend"] == "exact" and r.get("merge", "single") == "single"
+                and resolve_device(r["device"], "retrieval.device").type == "cpu"
+                and self.calibration.method != "pushdown"
+                and self.metrics_cfg["ndcg_variant"] == "trec"
+                and bool((self.docs.has_text & self.docs.has_image).any()))
+
+    def _sweep(self, method: str, mode: str, query_alpha: float, alphas: list[float]) -> list[EvalResult]:
+        qs, mixed, tops = self._sweep_topk(method, mode, query_alpha, alphas)
+        if self._scorer is None:
+            mc = self.metrics_cfg
+            self._scorer = RankScorer(self.bench.qrels, self.queries.ids, self.docs.ids,
+                                      ks=list(mc["ks"]), measures=list(mc["measures"]),
+                                      gain=mc["gain"])
+        scorer = self._scorer
+        before_mixed = MixedDocs.build(self.docs, method)
+        centroids_before = modality_centroids(self.docs)
+        centroids_after = modality_centroids(self.centred_docs)
+        qids = scorer.qids
+        targets = np.array([self.target[q] for q in qids], dtype=object)
+        fixed = {"qid": qids, "target_modality": targets,
+                 "query_role": qs.roles[scorer.query_rows]}
+        q_before, q_after = role_centroids(qs.before, qs.roles), role_centroids(qs.after, qs.roles)
+        corpus, mods = self._corpus_summary(), self.docs.modalities
+        doc_ids = np.array(self.docs.ids, dtype=object)
+        results = []
+        for alpha, top in zip(alphas, tops, strict=True):
+            columns, first = scorer.columns(top.indices)
+            table = pd.DataFrame({**fixed, **columns, "first_rel_rank": first})
+            gap = {**qs.gap, "query_role": sorted(set(qs.roles.tolist())),
+                   "mean_cosine_before": mean_cosine_from_centroids(
+                       q_before, {**centroids_before, "image+text": before_mixed.centroid(alpha)}),
+                   "mean_cosine_after": mean_cosine_from_centroids(
+                       q_after, {**centroids_after, "image+text": mixed.centroid(alpha)})}
+            results.append(EvalResult(
+                metrics={name: float(col.mean()) for name, col in columns.items()},
+                per_query=table,
+                by_target_modality=group_means(targets, columns),
+                topk_modality_share=topk_modality_share(top.indices, mods, TOPK_SHARE_K),
+                gap=gap,
+                calibration={**self.calibration.summary(), "notes": list(qs.notes)},
+                corpus=dict(corpus),
+                ranked=dict(zip(self.queries.ids, doc_ids[top.indices].tolist(), strict=True)),
+                scores=dict(zip(self.queries.ids, top.scores.tolist(), strict=True)),
+            ))
+        return results
+
+    def _sweep_topk(
+        self, method: str, mode: str, query_alpha: float, alphas: list[float]
+    ) -> tuple[_QueryState, MixedDocs, list[TopK]]:
+        """The top-k of each α (what :meth:`retrieve` gives), from two matmuls in all."""
+        qs = self._query_state(mode, query_alpha)
+        k_opt = self._k()
+        n_q, k = len(self.queries.ids), min(k_opt, len(self.docs.ids))
+        mixed = MixedDocs.build(self.centred_docs, method)
+        if (~(self.docs.has_text & self.docs.has_image)).any():
+            s_uni, r_uni = self._unimodal_topk(qs, fuse(self.centred_docs, method=method), k_opt)
+            uni_keys = self._order.pack(s_uni, r_uni)
+            tau = s_uni[:, k - 1] if s_uni.shape[1] >= k else np.full(n_q, -np.inf, np.float32)
+        else:
+            uni_keys, tau = np.zeros((n_q, 0), np.int64), np.full(n_q, -np.inf, np.float32)
+        ids = self.docs.ids
+        mixed_order = IdOrder([ids[r] for r in mixed.rows], len(mixed.rows),
+                              self.retrieval_cfg["ties"])
+        keys = np.empty((len(alphas), n_q, k), np.int64)
+        text_t, image_t = torch.from_numpy(mixed.text), torch.from_numpy(mixed.image)
+        with torch.inference_mode():
+            for c in query_chunks(n_q, len(mixed.rows)):
+                q = torch.from_numpy(np.ascontiguousarray(qs.after[c]))
+                s_t, s_i = torch.mm(q, text_t.T).numpy(), torch.mm(q, image_t.T).numpy()
+                chunk = ChunkSweep(mixed, s_t, s_i, tau[c])
+                for n, alpha in enumerate(alphas):
+                    keys[n, c] = merge_topk(uni_keys[c], chunk, alpha, self._order, mixed_order, k)
+        return qs, mixed, [TopK(*self._order.unpack(keys[n])) for n in range(len(alphas))]
 
     def _search_rows(
         self, queries: np.ndarray, docs: np.ndarray, rows: np.ndarray, k: int
@@ -265,7 +402,8 @@ class Evaluator:
         r = self.retrieval_cfg
         idx = np.flatnonzero(rows)
         hit = search(queries, docs[idx], k, doc_ids=[self.docs.ids[i] for i in idx],
-                     backend=r["backend"], chunk_size=r["chunk_size"], device=r["device"])
+                     backend=r["backend"], chunk_size=r["chunk_size"], device=r["device"],
+                     ties=r["ties"])
         return hit.scores, idx[hit.indices]
 
     def _corpus_summary(self) -> dict[str, Any]:
@@ -291,6 +429,18 @@ def _dim(embs: dict[str, Embeddings]) -> int:
         if dim != dims[first]:
             raise DataError(f"embs[{key!r}] has dim {dim} but embs[{first!r}] has dim {dims[first]}")
     return dims[first]
+
+
+def _joint_rows(
+    embs: dict[str, Embeddings], key: str, records: list, both: np.ndarray, dim: int
+) -> np.ndarray | None:
+    """Joint embeddings of the image+text rows (``None`` when ``key`` was not embedded)."""
+    if key not in embs:
+        return None
+    out = np.zeros((len(records), dim), np.float32)
+    if both.any():
+        out[both] = _rows(embs, key, [r.id for r, b in zip(records, both, strict=True) if b])
+    return out
 
 
 def _rows(embs: dict[str, Embeddings], key: str, ids: list[str]) -> np.ndarray:

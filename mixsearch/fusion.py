@@ -7,6 +7,10 @@ centred parts, ``α(t̂ − t̄) + (1−α)(î − ī)``, so the centred parts a
 (:func:`centre`) and each α only recombines them (:func:`fuse`): an α sweep never repeats the
 normalisation or the calibration.
 
+``fusion=joint`` replaces the α-fusion of image+text items by the encoder's own joint embedding
+of the pair (universal embedders, VLM2Vec's ``vlm_mixed_embedding``): such an item is searched
+as ``normalise(ĵ − j̄)`` with ``j̄`` the mean of its joint role (``doc_joint`` / ``query_joint``).
+
 ``alpha`` is the TEXT weight (1 = text only, 0 = image only). Means are arrays of shape ``(d,)``
 (one mean for all rows) or ``(n, d)`` (one per row, e.g. cross-fitted); ``None`` means no
 calibration (the CLIP baseline).
@@ -18,8 +22,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-FUSION_METHODS = ("weighted", "score")
-QUERY_MODES = ("text", "image", "weighted")
+FUSION_METHODS = ("weighted", "score", "joint")
+QUERY_MODES = ("text", "image", "weighted", "joint")
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -39,6 +43,8 @@ class Views:
         image: ``(n, d)`` image rows (zero where the item shows no image).
         has_text: ``(n,)`` bool, the item shows its text.
         has_image: ``(n,)`` bool, the item shows its image.
+        joint: ``(n, d)`` joint image+text rows of the items showing both (zero elsewhere), or
+            ``None`` when the encoder's joint embeddings are not used.
     """
 
     ids: list[str]
@@ -46,6 +52,7 @@ class Views:
     image: np.ndarray
     has_text: np.ndarray
     has_image: np.ndarray
+    joint: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not (self.has_text | self.has_image).all():
@@ -59,13 +66,21 @@ class Views:
         out[self.has_text & self.has_image] = "image+text"
         return out
 
+    @property
+    def both(self) -> np.ndarray:
+        """``(n,)`` bool: the item shows its text and its image."""
+        return self.has_text & self.has_image
+
     def select(self, mode: str) -> Views:
-        """Restrict to the parts a query mode uses: ``text``, ``image`` or ``weighted`` (both).
+        """Restrict to the parts a query mode uses: ``text``, ``image``, ``weighted`` (both) or
+        ``joint`` (both, image+text items by their joint embedding).
 
         Raises:
             ValueError: an unknown ``fusion.query``, or an item lacking the part it asks for.
         """
-        if mode == "weighted":
+        if mode == "joint" and self.joint is None and self.both.any():
+            raise ValueError("fusion.query=joint: the queries have no joint image+text embeddings")
+        if mode in ("weighted", "joint"):
             return self
         if mode not in QUERY_MODES:
             raise ValueError(f"fusion.query: unknown mode {mode!r}; choose one of {QUERY_MODES}")
@@ -84,19 +99,29 @@ def make_views(
     image: np.ndarray | None,
     has_text: np.ndarray,
     has_image: np.ndarray,
+    joint: np.ndarray | None = None,
 ) -> Views:
-    """L2-normalise raw rows into :class:`Views` (rows an item does not show become zero)."""
+    """L2-normalise raw rows into :class:`Views` (rows an item does not show become zero).
+
+    ``joint`` rows are kept for the items showing both text and image."""
     dim = (text if text is not None else image).shape[1]
+    has_text, has_image = np.asarray(has_text, bool), np.asarray(has_image, bool)
     parts = []
-    for rows, mask in ((text, has_text), (image, has_image)):
+    for rows, mask in ((text, has_text), (image, has_image), (joint, has_text & has_image)):
         out = np.zeros((len(ids), dim), np.float32)
         if rows is not None:
             out[mask] = l2_normalise(rows[mask])
         parts.append(out)
-    return Views(list(ids), parts[0], parts[1], np.asarray(has_text, bool), np.asarray(has_image, bool))
+    return Views(list(ids), parts[0], parts[1], has_text, has_image,
+                 parts[2] if joint is not None else None)
 
 
-def centre(views: Views, text_mean: np.ndarray | None, image_mean: np.ndarray | None) -> Views:
+def centre(
+    views: Views,
+    text_mean: np.ndarray | None,
+    image_mean: np.ndarray | None,
+    joint_mean: np.ndarray | None = None,
+) -> Views:
     """Subtract the modality means from the (normalised) parts; ``None`` subtracts nothing.
 
     The result is not renormalised: :func:`fuse` combines and then normalises.
@@ -105,7 +130,10 @@ def centre(views: Views, text_mean: np.ndarray | None, image_mean: np.ndarray | 
     image = (
         views.image if image_mean is None else (views.image - image_mean) * views.has_image[:, None]
     )
-    return replace(views, text=text.astype(np.float32), image=image.astype(np.float32))
+    joint = views.joint
+    if joint is not None and joint_mean is not None:
+        joint = ((joint - joint_mean) * views.both[:, None]).astype(np.float32)
+    return replace(views, text=text.astype(np.float32), image=image.astype(np.float32), joint=joint)
 
 
 def fuse(centred: Views, *, method: str = "weighted", alpha: float = 0.5) -> np.ndarray:
@@ -114,17 +142,26 @@ def fuse(centred: Views, *, method: str = "weighted", alpha: float = 0.5) -> np.
     * ``weighted`` (embedding fusion): ``normalise(α·t + (1−α)·i)`` for image+text rows.
     * ``score`` (late fusion): ``α·normalise(t) + (1−α)·normalise(i)``, so its dot product with a
       query is ``α·s(q, text) + (1−α)·s(q, image)``, each side calibrated with its own mean.
+    * ``joint``: ``normalise(j)``, the (centred) joint embedding of the pair; ``alpha`` unused.
 
-    Unimodal rows are ``normalise(t)`` or ``normalise(i)`` under both methods.
+    Unimodal rows are ``normalise(t)`` or ``normalise(i)`` under every method.
 
     Raises:
-        ValueError: unknown ``fusion.method`` or ``alpha`` outside [0, 1] (``fusion.alpha``).
+        ValueError: unknown ``fusion.method``, ``alpha`` outside [0, 1] (``fusion.alpha``), or
+            ``joint`` without joint embeddings.
     """
     if method not in FUSION_METHODS:
         raise ValueError(f"fusion.method: unknown method {method!r}; choose one of {FUSION_METHODS}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"fusion.alpha: the text weight must be in [0, 1], got {alpha!r}")
-    both = centred.has_text & centred.has_image
+    both = centred.both
+    if method == "joint":
+        if centred.joint is None and both.any():
+            raise ValueError("fusion.method=joint: no joint image+text embeddings were given")
+        out = l2_normalise(centred.text + centred.image)  # unimodal rows: one part is zero
+        if both.any():
+            out[both] = l2_normalise(centred.joint[both])  # type: ignore[index]
+        return out
     w_text = np.where(both, np.float32(alpha), np.float32(1.0))[:, None]
     w_image = np.where(both, np.float32(1.0 - alpha), np.float32(1.0))[:, None]
     if method == "weighted":
@@ -139,22 +176,26 @@ def build_query_matrix(
     alpha: float = 0.5,
     text_mean: np.ndarray | None = None,
     image_mean: np.ndarray | None = None,
+    joint_mean: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
-    """Searched query vectors: text, image or both fused with ``alpha`` (``fusion.query_alpha``).
+    """Searched query vectors: text, image, both fused with ``alpha`` (``fusion.query_alpha``)
+    or, for ``joint``, image+text queries by their joint embedding.
 
     Args:
         views: normalised query parts (:func:`make_views`).
         mode: ``text`` | ``image`` | ``weighted`` (image+text queries fused; others keep the
-            single part they have).
+            single part they have) | ``joint`` (image+text queries by their joint embedding).
         alpha: text weight of fused queries.
         text_mean: the query-text mean (``None``: no calibration).
         image_mean: the query-image mean.
+        joint_mean: the query-joint mean (``joint`` mode).
 
     Returns:
         ``(matrix (n, d), ids)``.
     """
     used = views.select(mode)
-    return fuse(centre(used, text_mean, image_mean), method="weighted", alpha=alpha), used.ids
+    method = "joint" if mode == "joint" else "weighted"
+    return fuse(centre(used, text_mean, image_mean, joint_mean), method=method, alpha=alpha), used.ids
 
 
 def build_doc_matrix(
@@ -164,6 +205,8 @@ def build_doc_matrix(
     alpha: float = 0.5,
     text_mean: np.ndarray | None = None,
     image_mean: np.ndarray | None = None,
+    joint_mean: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Searched doc vectors (see :func:`fuse`); returns ``(matrix (n, d), ids)``."""
-    return fuse(centre(views, text_mean, image_mean), method=method, alpha=alpha), views.ids
+    centred = centre(views, text_mean, image_mean, joint_mean)
+    return fuse(centred, method=method, alpha=alpha), views.ids

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import chain, repeat
 
 import numpy as np
@@ -80,22 +81,13 @@ def evaluate_ranking(
     judged = [qrels[qid] for qid in qids]
     width = max(ks)
     grades = _grade_matrix(lists, judged, width)
-    gain_fn = _linear_gain if gain == "linear" else _exponential_gain
-    n_rel = np.array([sum(g > 0 for g in j.values()) for j in judged], dtype=np.float64)
     first = _first_relevant(grades, lists, judged)
-
-    columns: dict[str, np.ndarray] = {}
-    if "ndcg" in measures:
-        if ndcg_variant == "trec":
-            ndcg = _trec_ndcg(gain_fn(grades), judged, gain_fn, ks)
-        else:
-            ndcg = _seed_ndcg(qids, lists, judged, scores, gain_fn, ks)
-        columns.update({f"ndcg@{k}": ndcg[:, i] for i, k in enumerate(ks)})
-    if "recall" in measures:
-        hits = np.cumsum(grades > 0, axis=1)
-        columns.update({f"recall@{k}": hits[:, k - 1] / n_rel for k in ks})
-    if "mrr" in measures:
-        columns.update({f"mrr@{k}": np.where(first <= k, 1.0 / first, 0.0) for k in ks})
+    seed_ndcg = None
+    if "ndcg" in measures and ndcg_variant == "seed_topk":
+        gain_fn = _linear_gain if gain == "linear" else _exponential_gain
+        seed_ndcg = _seed_ndcg(qids, lists, judged, scores, gain_fn, ks)
+    columns = measure_columns(grades, first, judged, ks=ks, measures=measures, gain=gain,
+                              ndcg=seed_ndcg)
 
     names = list(columns)
     aggregate = {name: float(columns[name].mean()) for name in names}
@@ -108,6 +100,74 @@ def evaluate_ranking(
         for qid, row in zip(qids, table.tolist(), strict=True)
     }
     return aggregate, per_query
+
+
+def measure_columns(
+    grades: np.ndarray,
+    first: np.ndarray,
+    judged: list[dict[str, int]],
+    *,
+    ks: Sequence[int],
+    measures: Sequence[str],
+    gain: str = "linear",
+    ndcg: np.ndarray | None = None,
+    judged_stats: JudgedStats | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-query measure columns from the grades of the ranked docs (trec_eval semantics).
+
+    The core of :func:`evaluate_ranking`, public so that callers holding ranks as a matrix
+    (fusion sweeps) score them with the very same arithmetic.
+
+    Args:
+        grades: ``(n_queries, max(ks))`` grade of the doc at each rank (unjudged, padding: 0).
+        first: ``(n_queries,)`` 1-based rank of the first relevant doc, ``inf`` if none.
+        judged: each query's qrels (all judged docs, for the ideal DCG and recall base).
+        ks: distinct cut-offs (as validated by :func:`evaluate_ranking`).
+        measures: any of ``"ndcg"``, ``"recall"``, ``"mrr"``.
+        gain: ``"linear"`` or ``"exponential"``.
+        ndcg: a precomputed ``(n_queries, len(ks))`` NDCG (the ``seed_topk`` variant); default:
+            trec_eval's ``ndcg_cut``.
+        judged_stats: :func:`judged_stats` of ``judged`` for this width and gain, to reuse
+            across many rankings of the same queries (computed here when None).
+
+    Returns:
+        ``{"ndcg@k": ..., "recall@k": ..., "mrr@k": ...}`` float64 columns, in that order.
+    """
+    gain_fn = _linear_gain if gain == "linear" else _exponential_gain
+    stats = judged_stats or judged_summary(judged, grades.shape[1], gain)
+    columns: dict[str, np.ndarray] = {}
+    if "ndcg" in measures:
+        if ndcg is None:
+            ndcg = _trec_ndcg(gain_fn(grades), stats.ideal, list(ks))
+        columns.update({f"ndcg@{k}": ndcg[:, i] for i, k in enumerate(ks)})
+    if "recall" in measures:
+        hits = np.cumsum(grades > 0, axis=1)
+        columns.update({f"recall@{k}": hits[:, k - 1] / stats.n_rel for k in ks})
+    if "mrr" in measures:
+        columns.update({f"mrr@{k}": np.where(first <= k, 1.0 / first, 0.0) for k in ks})
+    return columns
+
+
+@dataclass
+class JudgedStats:
+    """What the measures need from the qrels alone: relevant counts and the ideal DCG."""
+
+    n_rel: np.ndarray
+    ideal: np.ndarray
+
+
+def judged_summary(judged: list[dict[str, int]], width: int, gain: str = "linear") -> JudgedStats:
+    """:class:`JudgedStats` of each query's qrels for rankings ``width`` long."""
+    gain_fn = _linear_gain if gain == "linear" else _exponential_gain
+    n_rel = np.array([sum(g > 0 for g in j.values()) for j in judged], dtype=np.float64)
+    return JudgedStats(n_rel, _ideal_dcg(judged, gain_fn, width))
+
+
+def check_options(
+    ks: Sequence[int], measures: Sequence[str], gain: str, ndcg_variant: str
+) -> list[int]:
+    """Validate the metric options; returns the distinct ks (first occurrence order)."""
+    return _check_options(ks, measures, gain, ndcg_variant)
 
 
 def _check_options(
@@ -170,15 +230,15 @@ def _first_relevant(
     return first
 
 
-def _trec_ndcg(
-    gains: np.ndarray, judged: list[dict[str, int]], gain_fn, ks: list[int]
-) -> np.ndarray:
-    """trec_eval ``ndcg_cut``: ideal DCG over all judged docs of each query."""
-    width = gains.shape[1]
-    disc = _discount(width)
-    dcg = np.cumsum(gains * disc, axis=1)
+def _ideal_dcg(judged: list[dict[str, int]], gain_fn, width: int) -> np.ndarray:
+    """Cumulative DCG of each query's ideal ranking of ALL its judged docs, ``(n, width)``."""
     ideal_rows = [sorted((g for g in j.values() if g > 0), reverse=True)[:width] for j in judged]
-    ideal = np.cumsum(gain_fn(_padded(ideal_rows, width, 0, np.int64)) * disc, axis=1)
+    return np.cumsum(gain_fn(_padded(ideal_rows, width, 0, np.int64)) * _discount(width), axis=1)
+
+
+def _trec_ndcg(gains: np.ndarray, ideal: np.ndarray, ks: list[int]) -> np.ndarray:
+    """trec_eval ``ndcg_cut``: DCG over the ideal DCG of all judged docs (:func:`_ideal_dcg`)."""
+    dcg = np.cumsum(gains * _discount(gains.shape[1]), axis=1)
     cols = [k - 1 for k in ks]
     return dcg[:, cols] / ideal[:, cols]
 

@@ -18,8 +18,8 @@ from mixsearch.config import ConfigError, build, section
 from mixsearch.data.benchmark import Benchmark
 from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
-from mixsearch.embed.extract import embed_benchmark, embed_records
-from mixsearch.encoders.base import Encoder
+from mixsearch.embed.extract import embed_benchmark, embed_records, has_field
+from mixsearch.encoders.base import Encoder, joint_unsupported_message
 from mixsearch.schema import validate
 from mixsearch.tracking import (
     git_commit,
@@ -40,8 +40,11 @@ _CALIBRATION_ROLES = {
     "calibration/queries/image": "query_image",
     "calibration/corpus/text": "doc_text",
     "calibration/corpus/image": "doc_image",
+    "calibration/queries/joint": "query_joint",
+    "calibration/corpus/joint": "doc_joint",
 }
-_FIELD_OF_ROLE = {"query_text": "text", "query_image": "image", "doc_text": "text", "doc_image": "image"}
+_FIELD_OF_ROLE = {"query_text": "text", "query_image": "image", "doc_text": "text",
+                  "doc_image": "image", "query_joint": "joint", "doc_joint": "joint"}
 
 
 # Jobs of a multirun with the basic launcher share one process. Sweeps over calibration,
@@ -82,6 +85,27 @@ def _needs_pools(cal_cfg: dict[str, Any]) -> bool:
     return cal_cfg.get("method", "none") == "gr" and cal_cfg.get("source", "auto") in ("train", "auto")
 
 
+def joint_splits(fusion_cfg: dict[str, Any]) -> tuple[str, ...]:
+    """The splits ``fusion`` embeds jointly: corpus for ``method=joint``, queries for
+    ``query=joint`` (with their calibration splits)."""
+    out = []
+    if fusion_cfg.get("method") == "joint":
+        out += ["corpus", "calibration/corpus"]
+    if fusion_cfg.get("query") == "joint":
+        out += ["queries", "calibration/queries"]
+    return tuple(out)
+
+
+def check_joint(encoder: Encoder, fusion_cfg: dict[str, Any]) -> None:
+    """Fail before any extraction when ``fusion`` needs joint embeddings the encoder lacks.
+
+    Raises:
+        ConfigError: names the encoder and the option, and says to use ``fusion=weighted``.
+    """
+    if fusion_cfg.get("method") == "joint" and not encoder.supports_joint:
+        raise ConfigError(joint_unsupported_message(encoder.name))
+
+
 def embed_all(
     encoder: Encoder,
     bench: Benchmark,
@@ -90,12 +114,21 @@ def embed_all(
     *,
     corpus_cfg: dict[str, Any],
     cal_cfg: dict[str, Any],
+    fusion_cfg: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Embeddings] | None, list[dict[str, Any]]]:
     """Embed every split the run needs. Returns ``(None, stats)`` for a shard-only job."""
     splits = ["queries", "corpus"]
     if _needs_pools(cal_cfg):
         splits += [f"calibration/{k}" for k in sorted(bench.calibration)]
-    embs, stats = embed_benchmark(encoder, bench, splits=tuple(splits), cache=cache, **embed_cfg)
+    joint = joint_splits(fusion_cfg or {})
+    if "queries" in joint and not getattr(encoder, "supports_joint", False):
+        # image+text queries only: a dual encoder's text-only queries need no joint embedding
+        if any(r.text is not None and r.image is not None for r in bench.queries):
+            raise ConfigError(joint_unsupported_message(encoder.name).replace(
+                "fusion=joint", "fusion.query=joint"))
+        joint = tuple(s for s in joint if "queries" not in s)
+    embs, stats = embed_benchmark(encoder, bench, splits=tuple(splits), joint_splits=joint,
+                                  cache=cache, **embed_cfg)
     # embed_benchmark leaves out the entries a shard-only job could not complete
     incomplete = embs is None or len(embs) < len(stats)
     if _needs_screenshots(bench, corpus_cfg):
@@ -149,7 +182,7 @@ def calibration_pools(
             raise ConfigError(f"{opt}.role: {role!r} is not one of {sorted(_FIELD_OF_ROLE)}")
         other = build(item["dataset"], f"{opt}.dataset")
         field = _FIELD_OF_ROLE[role]
-        records = [r for r in other.split(item.get("split", "queries")) if getattr(r, field) is not None]
+        records = [r for r in other.split(item.get("split", "queries")) if has_field(r, field)]
         n = item.get("n")
         if n is not None and n < len(records):
             rng = random.Random(item.get("seed", 0))
@@ -158,7 +191,8 @@ def calibration_pools(
             raise ConfigError(f"{opt}: no {field} items in {other.name} split {item.get('split')!r}")
         e = embed_records(
             encoder, records, field, cache=cache, dataset_key=_dataset_key(other),
-            split=f"calibration:{item.get('split', 'queries')}", **embed_cfg,
+            split=f"calibration:{item.get('split', 'queries')}",
+            role="query" if role.startswith("query") else "document", **embed_cfg,
         )
         if e is None:
             raise ConfigError(f"{opt}: calibration extraction is incomplete (sharded job?)")
@@ -171,6 +205,61 @@ def calibration_pools(
             )
         return None
     return {role: np.concatenate(parts) for role, parts in pools.items()}
+
+
+def encoder_compute(
+    encoder: Encoder,
+    bench: Benchmark,
+    stats: list[dict[str, Any]],
+    fusion_cfg: dict[str, Any],
+    embed_cfg: dict[str, Any],
+) -> dict[str, Any]:
+    """``encoder.compute`` of metrics.json: GFLOPs per text, image (and joint) document,
+    parameters and items/s (:func:`mixsearch.compute.measure_compute`), measured once per
+    encoder and input kind in a process (the jobs of a sweep share it)."""
+    from mixsearch.compute import compute_samples, measure_compute
+    from mixsearch.embed.extract import resolve_amp
+
+    fields = ("text", "image", "joint") if fusion_cfg.get("method") == "joint" else ("text", "image")
+    encoded = sum(s.get("encoded_items", 0) for s in stats)
+    seconds = sum(s.get("seconds", 0.0) for s in stats if s.get("encoded_items"))
+    speed = encoded / seconds if encoded and seconds else None
+    key = "compute:" + json.dumps([getattr(encoder, "name", ""), _fingerprint(encoder), fields,
+                                    bench.name])
+    if key not in _MEMO:
+        amp = resolve_amp(embed_cfg.get("amp", "auto"), encoder.device)
+        _MEMO[key] = measure_compute(encoder, compute_samples(bench.corpus, fields),
+                                     encoded_items_per_s=speed, amp=amp)
+    out = dict(_MEMO[key])
+    if speed:  # this run's own extraction speed beats an earlier job's sample timing
+        out.update(items_per_s=speed, items_per_s_source="extraction")
+    return out
+
+
+def gflops_per_doc(
+    compute: dict[str, Any], counts: dict[str, int], fusion_cfg: dict[str, Any]
+) -> float | None:
+    """Mean GFLOPs to embed one document of this run's corpus mix: a text or image document
+    costs one text or image embedding; an image+text one costs both (α-fusion, late fusion)
+    or one joint embedding (``fusion=joint``). ``None`` when a needed figure is unknown."""
+    g_text, g_image = compute.get("gflops_per_text"), compute.get("gflops_per_image")
+    joint = fusion_cfg.get("method") == "joint"
+    g_both = compute.get("gflops_per_joint") if joint else (
+        None if g_text is None or g_image is None else g_text + g_image)
+    total, n = 0.0, 0
+    for modality, g in (("text", g_text), ("image", g_image), ("image+text", g_both)):
+        k = int(counts.get(modality, 0))
+        if k and g is None:
+            return None
+        total, n = total + k * (g or 0.0), n + k
+    return total / n if n else None
+
+
+def _fingerprint(encoder: Encoder) -> str:
+    try:
+        return encoder.fingerprint_hash()
+    except Exception:  # noqa: BLE001 - a source without a fingerprint is keyed by its name
+        return ""
 
 
 def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
@@ -232,10 +321,13 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     bench = build_shared(cfg["dataset"], "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
     encoder = build_shared(cfg["model"], "model")
+    fusion_cfg = section(cfg, "fusion")
+    check_joint(encoder, fusion_cfg)
     cache_dir = cfg["paths"].get("cache_dir")
     cache = EmbeddingCache(cache_dir) if cache_dir else None
 
-    embs, stats = embed_all(encoder, bench, cache, embed_cfg, corpus_cfg=corpus_cfg, cal_cfg=cal_cfg)
+    embs, stats = embed_all(encoder, bench, cache, embed_cfg, corpus_cfg=corpus_cfg,
+                            cal_cfg=cal_cfg, fusion_cfg=fusion_cfg)
     encoded = sum(s.get("encoded_items", 0) for s in stats)
     cached = sum(s.get("cached_items", 0) for s in stats)
     if encoded == 0:
@@ -252,7 +344,7 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
         bench, embs, corpus=corpus_cfg, calibration=cal_cfg, retrieval=section(cfg, "retrieval"),
         metrics=section(cfg, "metrics"), pools=pools,
     )
-    result = evaluator.run(section(cfg, "fusion"))
+    result = evaluator.run(fusion_cfg)
     out = result.to_json()
     mean_files = save_means(run_dir / "means", evaluator.calibration.means)
     if mean_files:
@@ -260,7 +352,9 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     out["benchmark"] = {"name": bench.name, "n_queries": len(bench.queries),
                         "n_docs": len(bench.corpus), **{k: v for k, v in bench.meta.items()
                                                           if isinstance(v, (str, int, float, type(None)))}}
-    out["encoder"] = encoder.describe()
+    compute = encoder_compute(encoder, bench, stats, fusion_cfg, embed_cfg)
+    compute["gflops_per_doc"] = gflops_per_doc(compute, out["corpus"]["counts"], fusion_cfg)
+    out["encoder"] = {**encoder.describe(), "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
                         "text_stats": encoder.text_stats()}
     out["config"] = cfg

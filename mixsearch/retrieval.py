@@ -1,8 +1,13 @@
 """Exact top-k search by inner product, with a deterministic tie-break.
 
 Inputs are already L2-normalised, so the dot product is the cosine similarity. Results are
-ordered by score descending, then by document id ascending (``doc_ids`` when given, else the row
-index), for both backends:
+ordered by score descending, then by document id (``doc_ids`` when given, else the row index),
+for both backends. The id order is ``ties``:
+
+* ``"trec"`` (default): id DESCENDING, trec_eval's own order (``form_res_rels.c`` sorts by score
+  and then by ``strcmp`` of the docnos, larger first), so a TREC run file of our results scored
+  by trec_eval / pytrec_eval gives exactly our metrics, even on tied scores;
+* ``"id_asc"``: id ascending (mixsearch's order before; some toolkits use it).
 
 * ``"exact"``: torch matmul in query chunks (and doc chunks when a block would exceed a memory
   budget), ``torch.topk`` per block, partial top-k's merged exactly.
@@ -26,6 +31,7 @@ import torch
 from mixsearch.encoders.offline import resolve_device
 
 BACKENDS = ("exact", "faiss")
+TIES = ("trec", "id_asc")
 # Largest query-chunk x doc-chunk score block (float32 elements, 128 MiB) held at once.
 _MAX_BLOCK_ELEMENTS = 1 << 25
 # Extra candidates fetched beyond k so that boundary ties rarely need the slow path.
@@ -54,6 +60,7 @@ def search(
     backend: str = "exact",
     chunk_size: int | None = None,
     device: str = "auto",
+    ties: str = "trec",
 ) -> TopK:
     """Return the k highest-scoring docs per query, ties broken by doc id.
 
@@ -61,19 +68,20 @@ def search(
         queries: ``(nq, d)`` normalised query embeddings.
         docs: ``(nd, d)`` normalised doc embeddings.
         k: number of results per query; clipped to ``nd``.
-        doc_ids: ids of the doc rows; equal scores are ordered by id ascending (string order).
-            Without ids, by row index ascending.
+        doc_ids: ids of the doc rows; equal scores are ordered by id (string order, see
+            ``ties``). Without ids, by row index.
         backend: ``"exact"`` (torch) or ``"faiss"`` (``IndexFlatIP``).
         chunk_size: queries per matmul block (exact backend; default from the memory budget).
         device: ``"auto"`` (cuda if available, else cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
             (exact backend; FAISS runs on the CPU).
+        ties: ``"trec"`` (id descending, trec_eval's order) or ``"id_asc"``.
 
     Returns:
         TopK with ``(nq, min(k, nd))`` float32 scores and int64 row indices.
 
     Raises:
         ValueError: bad shapes, non-finite values, ``k < 1``, ``chunk_size < 1``, ids that do not
-            match the rows or repeat, or an unknown ``retrieval.backend``.
+            match the rows or repeat, or an unknown ``retrieval.backend`` / ``retrieval.ties``.
         ImportError: ``backend="faiss"`` without faiss installed.
     """
     if backend not in BACKENDS:
@@ -89,7 +97,7 @@ def search(
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"retrieval.chunk_size must be a positive integer, got {chunk_size!r}")
     k = min(int(k), d.shape[0])
-    order = _IdOrder(doc_ids, d.shape[0])
+    order = IdOrder(doc_ids, d.shape[0], ties)
     if k == 0 or q.shape[0] == 0:
         return TopK(np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64))
     if backend == "faiss":
@@ -108,10 +116,15 @@ def _as_matrix(x: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-class _IdOrder:
-    """Ascending-id order of the doc rows: the secondary sort key of every result."""
+class IdOrder:
+    """The tie order of the doc rows (``ties``): the secondary sort key of every result.
 
-    def __init__(self, doc_ids: Sequence[str] | None, n: int) -> None:
+    ``rank_of_row[r]`` is row r's place in that order; ``row_of_rank`` is its inverse.
+    """
+
+    def __init__(self, doc_ids: Sequence[str] | None, n: int, ties: str = "trec") -> None:
+        if ties not in TIES:
+            raise ValueError(f"retrieval.ties: unknown tie order {ties!r}; choose one of {TIES}")
         if doc_ids is None:
             self.row_of_rank = np.arange(n, dtype=np.int64)
         else:
@@ -121,6 +134,8 @@ class _IdOrder:
             for a, b in pairwise(self.row_of_rank.tolist()):
                 if doc_ids[a] == doc_ids[b]:
                     raise ValueError(f"doc_ids: duplicate id {doc_ids[a]!r} (rows {a} and {b})")
+        if ties == "trec":
+            self.row_of_rank = self.row_of_rank[::-1].copy()
         self.rank_of_row = np.empty(n, np.int64)
         self.rank_of_row[self.row_of_rank] = np.arange(n, dtype=np.int64)
 
@@ -130,9 +145,15 @@ class _IdOrder:
         Each (score, id rank) pair is packed into one int64 whose ascending order is the result
         order, so one plain sort does the lexicographic sort and the scores decode back exactly.
         """
-        sortable = _sortable_int32(scores.astype(np.float32) + np.float32(0))  # -0.0 -> +0.0
-        keys = (~sortable).astype(np.int64) << 32 | self.rank_of_row[rows]
-        keys = np.sort(keys, axis=1)[:, :k]
+        return self.unpack(np.sort(self.pack(scores, rows), axis=1)[:, :k])
+
+    def pack(self, scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """int64 sort keys of (score, doc row) pairs: ascending key = result order."""
+        sortable = _sortable_int32(np.asarray(scores, np.float32) + np.float32(0))  # -0.0 -> +0.0
+        return (~sortable).astype(np.int64) << 32 | self.rank_of_row[rows]
+
+    def unpack(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 scores, int64 doc rows) of keys made by :meth:`pack`."""
         scores = _sortable_int32(~(keys >> 32).astype(np.int32)).view(np.float32)
         return scores, self.row_of_rank[keys & 0xFFFFFFFF]
 
@@ -144,8 +165,11 @@ def _sortable_int32(x: np.ndarray) -> np.ndarray:
     return np.where(bits >= 0, bits, bits ^ np.int32(0x7FFFFFFF))
 
 
-def _block_topk(block: torch.Tensor, offset: int, k: int, order: _IdOrder):
-    """Exact tie-broken top-k of one score block whose columns are doc rows ``offset...``."""
+def block_topk(
+    block: torch.Tensor, offset: int, k: int, order: IdOrder
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact tie-broken top-k of one score block whose columns are doc rows ``offset...``:
+    ``(scores, rows)``, each ``(n, min(k, n_cols))``."""
     n_cols = block.shape[1]
     k = min(k, n_cols)
     m = min(k + _TIE_MARGIN, n_cols)
@@ -169,7 +193,7 @@ def _search_exact(
     q: np.ndarray,
     d: np.ndarray,
     k: int,
-    order: _IdOrder,
+    order: IdOrder,
     chunk_size: int | None,
     device: torch.device,
 ) -> TopK:
@@ -190,7 +214,7 @@ def _search_exact(
             for ds in range(0, nd, d_chunk):
                 db = docs_t[ds : ds + d_chunk]
                 block = buffer[: qb.shape[0] * db.shape[0]].view(qb.shape[0], db.shape[0])
-                part = _block_topk(torch.mm(qb, db.T, out=block), ds, k, order)
+                part = block_topk(torch.mm(qb, db.T, out=block), ds, k, order)
                 if best is not None:  # merging exact partial top-k's by the same rule is exact
                     part = order.select(
                         np.hstack([best[0], part[0]]), np.hstack([best[1], part[1]]), k
@@ -200,7 +224,7 @@ def _search_exact(
     return TopK(scores, indices)
 
 
-def _search_faiss(q: np.ndarray, d: np.ndarray, k: int, order: _IdOrder) -> TopK:
+def _search_faiss(q: np.ndarray, d: np.ndarray, k: int, order: IdOrder) -> TopK:
     try:
         import faiss
     except ImportError as err:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mixsearch.calibration import ROLES
 from mixsearch.config import ConfigError, check_target
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,6 @@ def _ratio(value: Any) -> str | None:
 
 
 def _files(value: Any) -> str | None:
-    from mixsearch.calibration import ROLES
-
     unknown = [k for k in value if k not in ROLES]
     return f"unknown role {unknown[0]!r}; roles are {list(ROLES)}" if unknown else None
 
@@ -150,8 +149,7 @@ class CalibrationConfig:
     folds: int = opt(5, lo=2, when=(_FITS, When("source", ("auto", "crossfit"))))
     seed: int = opt(0, when=(_FITS, When("source", ("auto", "crossfit"))))
     files: dict[str, str | None] = opt(
-        {"query_text": None, "query_image": None, "doc_text": None, "doc_image": None},
-        when=(_FITS, When("source", ("files",))), check=_files)
+        dict.fromkeys(ROLES), when=(_FITS, When("source", ("files",))), check=_files)
     train_sets: list[Any] = opt([], when=(_FITS, When("source", ("auto", "train"))))
 
 
@@ -160,7 +158,7 @@ class FusionConfig:
     """Image+text fusion (:mod:`mixsearch.fusion`); ``alpha`` is the text weight."""
 
     method: str = opt("weighted", choices=_registry("mixsearch.fusion", "FUSION_METHODS"))
-    alpha: float = opt(0.5, lo=0.0, hi=1.0)
+    alpha: float = opt(0.5, lo=0.0, hi=1.0, when=When("method", ("joint",), negate=True))
     query: str = opt("weighted", choices=_registry("mixsearch.fusion", "QUERY_MODES"))
     query_alpha: float = opt(0.5, lo=0.0, hi=1.0, when=When("query", ("weighted",)))
 
@@ -173,6 +171,8 @@ class RetrievalConfig:
     k: int = opt(100, lo=1)
     chunk_size: int | None = opt(None, lo=1)
     device: str = opt("auto", check=_device)
+    # order of equal scores: trec (doc id descending, as trec_eval sorts) | id_asc
+    ties: str = opt("trec", choices=_registry("mixsearch.retrieval", "TIES"))
 
 
 @dataclass
@@ -198,7 +198,7 @@ _EMBED_RULES: dict[str, dict[str, Any]] = {
     "on_missing": {"choices": ("error", "skip")},
 }
 # embed_records arguments that the pipeline supplies, not the config
-_EMBED_INTERNAL = {"encoder", "records", "field", "cache", "dataset_key", "split", "stats"}
+_EMBED_INTERNAL = {"encoder", "records", "field", "cache", "dataset_key", "split", "role", "stats"}
 
 
 def _embed_schema() -> type:
@@ -409,8 +409,6 @@ def validate(cfg: Mapping[str, Any], *, overrides: Sequence[str] | None = None) 
 
 
 def _train_set(item: Any, option: str) -> None:
-    from mixsearch.calibration import ROLES
-
     if not isinstance(item, Mapping) or "dataset" not in item:
         raise ConfigError(f"{option}: expected {{dataset: <loader section>, split, role, n, seed}}, got {item!r}")
     unknown = sorted(set(item) - {"dataset", "split", "role", "n", "seed"})

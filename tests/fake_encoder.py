@@ -81,7 +81,7 @@ class FakeEncoder(Encoder):
         if self.delay:
             time.sleep(self.delay)
 
-    def encode_text(self, texts: list[str]) -> torch.Tensor:
+    def encode_text(self, texts: list[str], role: str = "document") -> torch.Tensor:
         self._tick("text", len(texts))
         feats = torch.zeros(len(texts), N_BUCKETS)
         for row, text in enumerate(texts):
@@ -93,12 +93,40 @@ class FakeEncoder(Encoder):
     def image_transform(self) -> Resize16:
         return Resize16()
 
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode_image(self, pixels: torch.Tensor, role: str = "document") -> torch.Tensor:
         self._tick("image", len(pixels))
         return (pixels.flatten(1) @ self._image_proj).float()
 
     def fingerprint(self) -> dict:
         return {"backend": "fake", "dim": self._dim, "seed": self.seed, "image_side": SIDE}
+
+
+class FakeJointEncoder(FakeEncoder):
+    """A fake universal embedder: role-specific instructions, joint image+text embeddings and
+    its own ``collate_images`` (the list path VLM backends take).
+
+    Queries get the instruction prefix ``"query: "``; a joint embedding is the text's plus
+    twice the image's raw embedding (not a convex mix, so it differs from α-fusion).
+    """
+
+    name = "fake-joint"
+    supports_joint = True
+    QUERY_PREFIX = "query: "
+
+    def encode_text(self, texts: list[str], role: str = "document") -> torch.Tensor:
+        prefix = self.QUERY_PREFIX if role == "query" else ""
+        return super().encode_text([prefix + t for t in texts], role)
+
+    def collate_images(self, items: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(items)
+
+    def encode_joint(self, texts: list[str], images: torch.Tensor, role: str = "document") -> torch.Tensor:
+        self.encoded.setdefault("joint", 0)
+        self.encoded["joint"] += len(texts)
+        return self.encode_text(texts, role) + 2 * self.encode_image(images, role)
+
+    def fingerprint(self) -> dict:
+        return {**super().fingerprint(), "backend": "fake-joint", "query_prefix": self.QUERY_PREFIX}
 
 
 def counted(counter_file: str | Path) -> int:

@@ -30,7 +30,8 @@ PAPER_MEANS = {
 
 def make_job(sweep: Path, num: int, *, model: str, calibration: str, subset: str,
              corpus: str = "released", p: float = 0.0, alpha: float = 0.5,
-             metrics: dict | None = None, error: str | None = None) -> Path:
+             metrics: dict | None = None, error: str | None = None, fusion: str = "weighted",
+             compute: dict | None = None) -> Path:
     """A job dir as run.py leaves it: .hydra files, status.json and (if ok) metrics.json."""
     run_dir = sweep / str(num)
     (run_dir / ".hydra").mkdir(parents=True)
@@ -49,7 +50,10 @@ def make_job(sweep: Path, num: int, *, model: str, calibration: str, subset: str
                   "corpus": {"mode": corpus}, "gap": {"centroid_distance_before": 0.8,
                                                       "centroid_distance_after": 0.01},
                   "config": {"dataset": {"subset": subset}, "corpus": {"mode": corpus, "p": p},
-                             "fusion": {"alpha": alpha}, "calibration": {"method": calibration}}}
+                             "fusion": {"method": fusion, "alpha": alpha},
+                             "calibration": {"method": calibration}}}
+        if compute is not None:
+            result["encoder"] = {"compute": compute}
         (run_dir / "metrics.json").write_text(json.dumps(result))
     (run_dir / "status.json").write_text(json.dumps(status))
     (sweep / "multirun.yaml").touch()
@@ -78,6 +82,30 @@ def test_name_mapping():
     assert paper.table1_value("toy", "gr", "MSCOCO", "ndcg@10") is None
     assert paper.table1_value("clip_b16", "pushdown", "MSCOCO", "ndcg@10") is None
     assert paper.paper_benchmark("beir/nfcorpus") == "NFCorpus"
+    # VLM2Vec's rows are its joint embedding, uncalibrated; family names map like exact ones
+    assert paper.table1_value("vlm2vec_qwen2vl_7b", "none", "OVEN", "ndcg@10", "joint") == 0.412
+    assert paper.table1_value("vlm2vec_qwen2vl_7b", "none", "OVEN", "ndcg@10", "weighted") is None
+    assert paper.table1_value("vlm2vec_llava_next", "gr", "OVEN", "ndcg@10") is None
+    assert paper.table1_value("siglip", "gr", "OVEN", "ndcg@10", "weighted") == 0.532
+
+
+def test_table1_places_vlm2vec_rows_beside_the_papers_and_compute_figure(tmp_path):
+    sweep = tmp_path / "sweep"
+    rows = [("vlm2vec_qwen2vl_7b", "none", "joint", 45000.0), ("vlm2vec_qwen2vl_7b", "gr", "joint", 45000.0),
+            ("vlm2vec_qwen2vl_7b", "none", "weighted", 60000.0), ("siglip", "gr", "weighted", 600.0)]
+    for n, (model, cal, fusion, gflops) in enumerate(rows):
+        make_job(sweep, n, model=model, calibration=cal, subset="OVEN", fusion=fusion,
+                 metrics=_metrics(n), compute={"gflops_per_doc": gflops})
+    assert report.main([str(sweep), "--figures", "table1", "compute"]) == 0
+    table = pd.read_csv(sweep / "table1.csv")
+    assert set(table["method"]) == {"VLM2Vec-Qwen", "GR-VLM2Vec-Qwen", "VLM2Vec-Qwen [weighted]",
+                                    "GR-SigLIP-400m"}
+    ndcg = table[table["metric"] == "ndcg@10"].set_index("method")["paper"]
+    assert ndcg["VLM2Vec-Qwen"] == 0.412 and ndcg["GR-SigLIP-400m"] == 0.532
+    assert ndcg[["GR-VLM2Vec-Qwen", "VLM2Vec-Qwen [weighted]"]].isna().all()
+    compute = pd.read_csv(sweep / "compute.csv")
+    assert len(compute) == 4 and sorted(compute["gflops_per_doc"]) == [600.0, 45000.0, 45000.0, 60000.0]
+    assert (sweep / "compute.png").exists()
     assert paper.paper_benchmark("ToyOVEN") is None
     assert paper.figure_readings(paper.FIGURE3, "clip_b16", "OVEN")["gr"][0] == (0.55, 0.77)
 
@@ -173,7 +201,7 @@ def test_report_errors_name_the_problem(tmp_path, capsys):
     make_job(sweep, 1, model="toy", calibration="gr", subset="ToyCOCO", metrics=_metrics(1))
     assert report.main([str(sweep), "--figures", "table1"]) == 2
     err = capsys.readouterr().err
-    assert "table1: several jobs for the same model/calibration/benchmark" in err
+    assert "table1: several jobs for the same model/calibration/fusion/benchmark" in err
     assert str(sweep / "0") in err and str(sweep / "1") in err
     assert report.main([str(sweep), "--figures", "figure2"]) == 2
     assert "figure2: no finished job with corpus.mode=replace" in capsys.readouterr().err
@@ -230,3 +258,54 @@ def test_report_from_a_toy_sweep(tmp_path):
             result = json.loads((Path(r["run_dir"]) / "metrics.json").read_text())
             assert result["config"]["corpus"]["mode"] == mode
             assert r["ndcg@10"] == result["metrics"]["ndcg@10"]
+
+
+def _per_query(run_dir: Path, values, qids=None) -> None:
+    qids = qids or [f"q{i}" for i in range(len(values))]
+    pd.DataFrame({"qid": qids, "target_modality": "text", "ndcg@10": values,
+                  "recall@1": [float(v > 0.5) for v in values]}).to_csv(run_dir / "per_query.csv", index=False)
+
+
+def test_summary_has_the_ndcg_bootstrap_ci(tmp_path):
+    from mixsearch import stats
+
+    sweep = tmp_path / "sweep"
+    values = [0.1 * (i % 10) for i in range(60)]
+    job = make_job(sweep, 0, model="toy", calibration="gr", subset="ToyCOCO", metrics=_metrics(0))
+    _per_query(job, values)
+    make_job(sweep, 1, model="toy", calibration="none", subset="ToyCOCO", metrics=_metrics(1))  # no per_query
+    frame = write_summary([sweep], sweep)
+    lo, hi = stats.mean_ci(values)
+    assert (frame.loc[0, "ndcg@10_ci_low"], frame.loc[0, "ndcg@10_ci_high"]) == (lo, hi)
+    assert lo < sum(values) / 60 < hi
+    assert pd.isna(frame.loc[1, "ndcg@10_ci_low"])
+    assert list(frame.columns[frame.columns.get_loc("ndcg@10"):][:3]) == ["ndcg@10", "ndcg@10_ci_low",
+                                                                            "ndcg@10_ci_high"]
+    md = (sweep / "summary.md").read_text()
+    assert "ndcg@10_ci_low" in md and f"{lo:.4f}" in md
+
+
+def test_compare_cli_json_and_self_comparison(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    va = [0.2 + 0.01 * (i % 7) for i in range(50)]
+    vb = [v + 0.05 + 0.02 * (i % 3) for i, v in enumerate(va)]
+    _per_query(a, va)
+    _per_query(b, vb[::-1] + [0.9], qids=[f"q{i}" for i in range(49, -1, -1)] + ["only_b"])
+    assert report.main(["compare", str(a), str(b), "--json"]) == 0
+    out = capsys.readouterr().out.strip()
+    got = json.loads(out)  # exactly one JSON object on stdout
+    assert out.count("\n") == 0
+    assert list(got) == ["metric", "a", "b", "delta", "ci_low", "ci_high", "p_value", "n_queries", "test"]
+    assert got["n_queries"] == 50 and got["metric"] == "ndcg@10"
+    assert got["delta"] == pytest.approx(sum(vb) / 50 - sum(va) / 50)
+    assert 0 < got["ci_low"] < got["delta"] < got["ci_high"] and got["p_value"] < 0.001
+    assert report.main(["compare", str(b), str(b), "--json"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert (same["delta"], same["p_value"]) == (0.0, 1.0)
+    assert report.main(["compare", str(a), str(b), "--metric", "recall@1"]) == 0
+    assert "recall@1 on 50 common queries" in capsys.readouterr().out
+    assert report.main(["compare", str(a), str(tmp_path / "none")]) == 2
+    assert f"{tmp_path / 'none' / 'per_query.csv'}: no such file" in capsys.readouterr().err
+    assert report.main(["compare", str(a), str(b), "--metric", "mrr@10"]) == 2
+    assert "per_query.csv: per-query table has no 'mrr@10' column" in capsys.readouterr().err

@@ -1,4 +1,6 @@
-"""search() against a brute-force numpy ranking with the (-score, id) tie rule."""
+"""search() against a brute-force numpy ranking with the (-score, tie order) rule.
+
+The default tie order is trec_eval's (doc id descending); ``ties="id_asc"`` is ascending."""
 
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ def _shuffled_ids(n: int, seed: int) -> list[str]:
     return [f"d{i}" for i in np.random.default_rng(seed).permutation(n)]
 
 
-def _brute(q: np.ndarray, d: np.ndarray, k: int, ids=None) -> TopK:
+def _brute(q: np.ndarray, d: np.ndarray, k: int, ids=None, ties: str = "trec") -> TopK:
     scores = q.astype(np.float64) @ d.astype(np.float64).T
     key = np.arange(d.shape[0]) if ids is None else np.argsort(np.argsort(np.array(ids)))
+    if ties == "trec":  # id descending
+        key = -key
     order = np.stack([np.lexsort((key, -row))[:k] for row in scores])
     return TopK(np.take_along_axis(scores, order, 1).astype(np.float32), order)
 
@@ -42,13 +46,48 @@ def _boundary_ties(ref_all: TopK, k: int) -> int:
     return int((ref_all.scores[:, k - 1] == ref_all.scores[:, k]).sum())
 
 
+@pytest.mark.parametrize("ties", ["trec", "id_asc"])
 @pytest.mark.parametrize("with_ids", [False, True])
-def test_exact_matches_brute_force_with_ties_at_k(with_ids):
+def test_exact_matches_brute_force_with_ties_at_k(with_ids, ties):
     q, d = _grid_data(0, 30, 200)
     ids = _shuffled_ids(200, 1) if with_ids else None
     k = 10
-    assert _boundary_ties(_brute(q, d, k + 1, ids), k) >= 20
-    _assert_same(search(q, d, k, doc_ids=ids, device="cpu"), _brute(q, d, k, ids))
+    assert _boundary_ties(_brute(q, d, k + 1, ids, ties), k) >= 20
+    got = search(q, d, k, doc_ids=ids, device="cpu", ties=ties)
+    _assert_same(got, _brute(q, d, k, ids, ties))
+    for backend in ("exact", "faiss"):
+        _assert_same(search(q, d, k, doc_ids=ids, backend=backend, ties=ties),
+                     _brute(q, d, k, ids, ties))
+
+
+def test_default_tie_order_is_trec_evals():
+    """A run file of our top-k, scored by pytrec_eval (which re-sorts by score, then docno
+    descending), gives exactly our metrics on heavily tied scores; ascending ids would not."""
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    from mixsearch.metrics import evaluate_ranking
+
+    q, d = _grid_data(7, 40, 120)
+    ids = _shuffled_ids(120, 8)
+    rng = np.random.default_rng(9)
+    qrels = {f"q{i}": {ids[j]: int(rng.integers(1, 3)) for j in rng.choice(120, 6, replace=False)}
+             for i in range(40)}
+    k = 10
+    measures = {"ndcg_cut.10", "recall.10"}
+    results = {}
+    for ties in ("trec", "id_asc"):
+        top = search(q, d, k, doc_ids=ids, ties=ties)
+        ranked = {f"q{i}": [ids[j] for j in row] for i, row in enumerate(top.indices)}
+        ours, _ = evaluate_ranking(ranked, qrels, ks=[k], measures=["ndcg", "recall"])
+        run = {f"q{i}": {ids[j]: float(s) for j, s in zip(row, srow, strict=True)}
+               for i, (row, srow) in enumerate(zip(top.indices, top.scores, strict=True))}
+        theirs = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
+        results[ties] = (ours, {m: np.mean([v[m] for v in theirs.values()])
+                                for m in ("ndcg_cut_10", "recall_10")})
+    ours, theirs = results["trec"]
+    assert ours["ndcg@10"] == pytest.approx(theirs["ndcg_cut_10"], abs=1e-12)
+    assert ours["recall@10"] == pytest.approx(theirs["recall_10"], abs=1e-12)
+    asc, theirs_asc = results["id_asc"]
+    assert asc["ndcg@10"] != pytest.approx(theirs_asc["ndcg_cut_10"], abs=1e-6)
 
 
 def test_tie_groups_larger_than_the_candidate_margin():
@@ -124,6 +163,7 @@ def test_empty_query_set():
         ({"device": "gpu0"}, r"retrieval\.device: invalid device 'gpu0'"),
         ({"doc_ids": ["a", "b"]}, "doc_ids has 2 ids but docs has 3 rows"),
         ({"doc_ids": ["a", "b", "a"]}, r"doc_ids: duplicate id 'a' \(rows 0 and 2\)"),
+        ({"ties": "random"}, r"retrieval\.ties: unknown tie order 'random'"),
     ],
 )
 def test_bad_options_name_the_option(kwargs, message):
@@ -154,7 +194,10 @@ def test_candidate_selection_orders_signed_zeros_and_negatives_like_floats():
     # The packed int64 sort key must order like (-float score, id) for any float32 score.
     scores = np.array([[-0.0, 0.0, -1.5, np.inf, -np.inf, 1e-30, -1e-30, 0.0]], np.float32)
     ids = ["h", "g", "f", "e", "d", "c", "b", "a"]
-    got_scores, got_rows = retrieval._IdOrder(ids, 8).select(scores, np.arange(8)[None], 8)
+    got_scores, got_rows = retrieval.IdOrder(ids, 8, "id_asc").select(scores, np.arange(8)[None], 8)
     expected = sorted(range(8), key=lambda i: (-float(scores[0, i]), ids[i]))
     assert got_rows[0].tolist() == expected == [3, 5, 7, 1, 0, 6, 2, 4]
     np.testing.assert_array_equal(got_scores[0], scores[0, expected])
+    # trec: equal scores (0.0 and -0.0 here) by id descending
+    _, trec_rows = retrieval.IdOrder(ids, 8).select(scores, np.arange(8)[None], 8)
+    assert trec_rows[0].tolist() == [3, 5, 0, 1, 7, 6, 2, 4]

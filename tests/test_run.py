@@ -82,6 +82,9 @@ def test_default_run_writes_contract_and_second_run_uses_cache(tmp_path: Path, s
     assert result["git"] is None or len(result["git"]["commit"]) == 40
     assert f"results: {run_dir}" in first.stdout
     assert "ndcg@10=" in (run_dir / "run.log").read_text()
+    compute = result["encoder"]["compute"]
+    assert compute["gflops_per_text"] > 0 and compute["gflops_per_image"] > 0
+    assert compute["parameters"] > 0 and compute["items_per_s"] > 0
 
     before = _cache_snapshot(tmp_path / "cache")
     second = _run([], env)
@@ -150,3 +153,11 @@ def test_setting1_on_a_text_only_corpus_renders_and_caches_screenshots(
     assert result["calibration"]["source"] == "crossfit"  # no calibration split: leak-free
     second = _run(args, env)
     assert "all 45 items taken from the cache" in second.stdout  # rendering is deterministic
+
+
+def test_joint_fusion_with_a_dual_encoder_fails_before_extraction(tmp_path: Path, shared_data: Path) -> None:
+    env = _env(tmp_path, shared_data)
+    proc = _run(["fusion=joint"], env, ok=False)
+    assert proc.returncode != 0
+    assert "joint" in proc.stderr and "toy:toy_clip" in proc.stderr and "fusion=weighted" in proc.stderr
+    assert not (tmp_path / "cache").exists()  # nothing was extracted

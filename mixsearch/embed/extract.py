@@ -9,10 +9,17 @@ cache directory. Whoever completes the last part seals the entry; the evaluation
 Autocast: ``amp="auto"`` is bf16 on CUDA devices that support it and none elsewhere; explicit
 ``"bf16"`` also works on CPU (CPU autocast, useful only on CPUs with bf16 units); ``"fp16"``
 needs CUDA. The resolved mode is part of the cache key, since it changes the vectors.
+
+Fields: ``text``, ``image`` and ``joint`` (an image+text item embedded as one input by a
+universal embedder, :meth:`Encoder.encode_joint`). Every call embeds for a role, ``query`` or
+``document`` (:func:`role_of_split`), which universal embedders turn into instructions. The
+role follows from the split name, which is part of the cache key; a role that differs from the
+split's own (a calibration pool of queries used as documents, say) is added to the key.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -28,13 +35,27 @@ from tqdm.auto import tqdm
 from mixsearch.data.benchmark import Benchmark, DataError, Record
 from mixsearch.embed.cache import STORE_DTYPES, CacheEntry, EmbeddingCache, Part
 from mixsearch.embed.embeddings import Embeddings
-from mixsearch.encoders.base import Encoder, EncoderError
+from mixsearch.encoders.base import Encoder, EncoderError, check_role, joint_unsupported_message
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("text", "image")
+FIELDS = ("text", "image", "joint")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 ON_MISSING = ("error", "skip")
+
+
+def role_of_split(split: str) -> str:
+    """``query`` for query splits (``queries``, ``calibration/queries``, ``*:queries``),
+    ``document`` for everything else."""
+    return "query" if split.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] in (
+        "queries", "query") else "document"
+
+
+def has_field(record: Record, field: str) -> bool:
+    """Whether ``record`` has the content ``field`` embeds (``joint``: both text and image)."""
+    if field == "joint":
+        return record.text is not None and record.image is not None
+    return getattr(record, field) is not None
 
 
 def resolve_amp(amp: str, device: torch.device | str) -> str:
@@ -71,10 +92,19 @@ class _ImageItems(Dataset):
 
 
 def _collate(batch: list[tuple[str, torch.Tensor | None, str | None]]):
+    """Stacks the images in the worker (the default :meth:`Encoder.collate_images`)."""
     ok = [(i, x) for i, x, err in batch if err is None]
     failed = [(i, err) for i, _, err in batch if err is not None]
     pixels = torch.stack([x for _, x in ok]) if ok else None
     return [i for i, _ in ok], pixels, failed
+
+
+def _collate_list(batch: list[tuple[str, Any, str | None]]):
+    """Leaves the images as a list; the encoder's own ``collate_images`` runs in the main
+    process (VLM processors batch variable-size images themselves)."""
+    ok = [(i, x) for i, x, err in batch if err is None]
+    failed = [(i, err) for i, _, err in batch if err is not None]
+    return [i for i, _ in ok], ([x for _, x in ok] if ok else None), failed
 
 
 class _Extractor:
@@ -91,9 +121,11 @@ class _Extractor:
         store_dtype: str,
         on_missing: str,
         bar: tqdm,
+        role: str = "document",
     ) -> None:
         self.encoder = encoder
         self.field = field
+        self.role = check_role(role)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.device = torch.device(encoder.device)
@@ -136,25 +168,34 @@ class _Extractor:
         return Part(ids, np.concatenate(chunks), skipped)
 
     def _batches(self, records: Sequence[Record]):
+        enc = self.encoder
         if self.field == "text":
             for s in range(0, len(records), self.batch_size):
                 batch = records[s : s + self.batch_size]
-                out = self.encoder.encode_text([r.text for r in batch])  # type: ignore[misc]
+                out = enc.encode_text([r.text for r in batch], role=self.role)  # type: ignore[misc]
                 yield [r.id for r in batch], self._rows(out, len(batch), "encode_text"), []
             return
+        # Overridden collate_images (VLMs): batch in the main process; else stack in workers.
+        stacked = type(enc).collate_images is Encoder.collate_images
         loader = DataLoader(
-            _ImageItems(records, self.encoder.image_transform()),
+            _ImageItems(records, enc.image_transform()),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
-            collate_fn=_collate,
-            pin_memory=self.device.type == "cuda",
+            collate_fn=_collate if stacked else _collate_list,
+            pin_memory=stacked and self.device.type == "cuda",
             persistent_workers=False,
         )
+        texts = {r.id: r.text for r in records} if self.field == "joint" else {}
         for ids, pixels, failed in loader:
             rows = None
             if pixels is not None:
-                out = self.encoder.encode_image(pixels.to(self.device, non_blocking=True))
-                rows = self._rows(out, len(ids), "encode_image")
+                batch = (pixels.to(self.device, non_blocking=True) if stacked
+                         else enc.collate_images(pixels))
+                if self.field == "joint":
+                    out = enc.encode_joint([texts[i] for i in ids], batch, role=self.role)
+                else:
+                    out = enc.encode_image(batch, role=self.role)
+                rows = self._rows(out, len(ids), f"encode_{self.field}")
             yield ids, rows, failed
 
 
@@ -162,12 +203,14 @@ def _content(record: Record, field: str, on_missing: str) -> str:
     if field == "text":
         return record.text  # type: ignore[return-value]
     try:
-        return record.image.content_key()  # type: ignore[union-attr]
+        image = record.image.content_key()  # type: ignore[union-attr]
     except DataError as e:
         if on_missing == "error":
             raise DataError(f"record {record.id!r}: {e}") from e
         # The key changes once the file appears, so a skipped entry is never reused then.
-        return f"missing:{record.image.path}"  # type: ignore[union-attr]
+        image = f"missing:{record.image.path}"  # type: ignore[union-attr]
+    # json framing keeps (text, image) pairs from colliding with other pairs
+    return json.dumps([record.text, image], ensure_ascii=False) if field == "joint" else image
 
 
 def _fill(
@@ -216,6 +259,7 @@ def embed_records(
     cache: EmbeddingCache | None,
     dataset_key: str,
     split: str,
+    role: str | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
     amp: str = "auto",
@@ -232,10 +276,12 @@ def embed_records(
     Args:
         encoder: the encoder.
         records: records of one split; those without ``field`` are not part of the entry.
-        field: ``"text"`` or ``"image"``.
+        field: ``"text"``, ``"image"`` or ``"joint"`` (records with both, embedded as one
+            input; needs an encoder with ``supports_joint``).
         cache: the cache, or None to compute everything in memory (``num_shards`` must be 1).
         dataset_key: dataset name and revision (part of the cache key).
         split: split name (part of the cache key).
+        role: ``"query"`` or ``"document"``; default :func:`role_of_split` of ``split``.
         batch_size: items per encoder call.
         num_workers: DataLoader workers decoding and preprocessing images.
         amp: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"none"`` (see the module docstring).
@@ -272,8 +318,14 @@ def embed_records(
         raise ValueError(f"shard={shard}, num_shards={num_shards}: need 0 <= shard < num_shards")
     if cache is None and num_shards != 1:
         raise ValueError(f"num_shards={num_shards} needs a cache to collect the parts in")
+    if field == "joint" and not encoder.supports_joint:
+        raise EncoderError(joint_unsupported_message(encoder.name))
+    own_role = role_of_split(split)
+    role = check_role(role or own_role)
+    # The split is in the cache key and implies its role; any other role joins the key.
+    split_key = split if role == own_role else f"{split}#{role}"
     autocast = resolve_amp(amp, encoder.device)
-    items = [r for r in records if getattr(r, field) is not None]
+    items = [r for r in records if has_field(r, field)]
     seen: set[str] = set()
     for r in items:
         if r.id in seen:
@@ -293,6 +345,7 @@ def embed_records(
         store_dtype=store_dtype,
         on_missing=on_missing,
         bar=bar,
+        role=role,
     )
     entry: CacheEntry | None = None
     with bar:
@@ -303,7 +356,7 @@ def embed_records(
             entry = cache.entry(
                 encoder,
                 dataset_key=dataset_key,
-                split=split,
+                split=split_key,
                 field=field,
                 store_dtype=store_dtype,
                 autocast=autocast,
@@ -377,16 +430,21 @@ def embed_benchmark(
     bench: Benchmark,
     *,
     splits: Sequence[str] = ("queries", "corpus"),
+    joint_splits: Sequence[str] = (),
     cache: EmbeddingCache | None,
     **kw: Any,
 ) -> tuple[dict[str, Embeddings], list[dict]]:
-    """Embed the text and image fields of each split that has at least one such item.
+    """Embed the text and image fields of each split that has at least one such item, and the
+    joint field of the ``joint_splits``.
 
     Args:
         encoder: an :class:`Encoder`, or a precomputed source with ``get(split, field) ->
-            Embeddings`` (then nothing is encoded and the cache is not used).
+            Embeddings`` (then nothing is encoded and the cache is not used; its ``joint``
+            field is the file's ``mixed`` one, e.g. the seed's ``vlm_mixed_embedding``).
         bench: the benchmark; its cache ``dataset_key`` is ``name@revision``.
         splits: split names as :meth:`Benchmark.split` takes them.
+        joint_splits: splits whose image+text records are also embedded jointly
+            (``fusion=joint``); the role of each split is :func:`role_of_split`.
         cache: the embedding cache, or None.
         **kw: options of :func:`embed_records` (batch size, workers, amp, sharding, ...).
 
@@ -404,14 +462,15 @@ def embed_benchmark(
     all_stats: list[dict] = []
     for split in splits:
         records = bench.split(split)
-        for field in FIELDS:
-            needed = [r for r in records if getattr(r, field) is not None]
+        for field in FIELDS if split in joint_splits else ("text", "image"):
+            needed = [r for r in records if has_field(r, field)]
             if not needed:
                 continue
             name = f"{split}/{field}"
             stats: dict[str, Any] = {"entry": name}
             if precomputed:
-                emb = _from_precomputed(encoder, split, field, needed, stats)
+                source_field = "mixed" if field == "joint" else field
+                emb = _from_precomputed(encoder, split, source_field, needed, stats)
             else:
                 emb = embed_records(
                     encoder,

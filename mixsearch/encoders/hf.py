@@ -160,7 +160,7 @@ class HFEncoder(Encoder):
             return_tensors="pt",
         )
 
-    def encode_text(self, texts: list[str]) -> torch.Tensor:
+    def encode_text(self, texts: list[str], role: str = "document") -> torch.Tensor:
         """Tokenise (truncating at ``max_length``, counted) and encode ``texts``."""
         if not texts:
             return torch.empty(0, self.dim)
@@ -185,7 +185,7 @@ class HFEncoder(Encoder):
     def image_transform(self) -> Callable[[Image.Image], torch.Tensor]:
         return HFImageTransform(self.image_processor)
 
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode_image(self, pixels: torch.Tensor, role: str = "document") -> torch.Tensor:
         if pixels.ndim != 4:
             raise EncoderError(
                 f"{self.name}: expected pixels (n, C, H, W), got shape {tuple(pixels.shape)}"

@@ -180,7 +180,7 @@ class OpenClipEncoder(Encoder):
         clean = getattr(tok, "clean_fn", lambda t: canonicalize_text(basic_clean(t)))
         return len(tok.tokenizer(clean(text))["input_ids"])
 
-    def encode_text(self, texts: list[str]) -> torch.Tensor:
+    def encode_text(self, texts: list[str], role: str = "document") -> torch.Tensor:
         """Tokenise (truncating at the context length, counted) and encode ``texts``."""
         if not texts:
             return torch.empty(0, self.dim)
@@ -204,7 +204,7 @@ class OpenClipEncoder(Encoder):
     def image_transform(self) -> Callable[[Image.Image], torch.Tensor]:
         return self.preprocess
 
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode_image(self, pixels: torch.Tensor, role: str = "document") -> torch.Tensor:
         if pixels.ndim != 4:
             raise EncoderError(
                 f"{self.name}: expected pixels (n, C, H, W), got shape {tuple(pixels.shape)}"

@@ -243,6 +243,11 @@ class PrecomputedEncoder(Encoder):
     def dim(self) -> int:
         return self._dim
 
+    @property
+    def supports_joint(self) -> bool:  # type: ignore[override]
+        """Whether the corpus file has a ``mixed`` (joint image+text) field, e.g. VLM2Vec's."""
+        return self.has("corpus", "mixed")
+
     def has(self, split: str, field: str) -> bool:
         """Whether ``field`` embeddings were loaded for ``split``."""
         return field in self._data.get(split, {})
@@ -268,13 +273,13 @@ class PrecomputedEncoder(Encoder):
             f"precomputed embeddings cannot encode new items; every item must be in the files ({files})"
         )
 
-    def encode_text(self, texts: list[str]) -> torch.Tensor:
+    def encode_text(self, texts: list[str], role: str = "document") -> torch.Tensor:
         raise self._refuse()
 
     def image_transform(self) -> Callable[[Image.Image], torch.Tensor]:
         raise self._refuse()
 
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode_image(self, pixels: torch.Tensor, role: str = "document") -> torch.Tensor:
         raise self._refuse()
 
     def fingerprint(self) -> dict[str, Any]:
