@@ -201,6 +201,13 @@ _EMBED_RULES: dict[str, dict[str, Any]] = {
 _EMBED_INTERNAL = {"encoder", "records", "field", "cache", "dataset_key", "split", "role", "stats"}
 
 
+def _here(cls: type) -> type:
+    """A generated class named as an attribute of this module (``make_dataclass`` of Python
+    < 3.12 cannot say so), which pickle needs."""
+    cls.__module__ = __name__
+    return cls
+
+
 def _embed_schema() -> type:
     """``EmbedConfig``: the keyword options of ``embed_records`` with their defaults and types."""
     from mixsearch.embed.extract import embed_records
@@ -211,27 +218,26 @@ def _embed_schema() -> type:
         if name in _EMBED_INTERNAL or param.default is inspect.Parameter.empty:
             continue
         fields.append((name, hints.get(name, Any), opt(param.default, **_EMBED_RULES.get(name, {}))))
-    return dataclasses.make_dataclass("EmbedConfig", fields)
+    # a module attribute (EmbedConfig below), so configs typed by it pickle (submitit, joblib)
+    return _here(dataclasses.make_dataclass("EmbedConfig", fields))
 
 
-_SECTIONS: dict[str, type | Callable[[], type]] = {
+_SECTIONS: dict[str, type] = {
     "corpus": CorpusConfig,
     "calibration": CalibrationConfig,
     "fusion": FusionConfig,
     "retrieval": RetrievalConfig,
     "metrics": MetricsConfig,
-    "embed": _embed_schema,
+    "embed": _embed_schema(),
 }
+EmbedConfig = _SECTIONS["embed"]
 
 
 def schema(section: str) -> type:
     """The dataclass of a config section."""
     if section not in _SECTIONS:
         raise ConfigError(f"{section}: not a config section with a schema ({sorted(_SECTIONS)})")
-    cls = _SECTIONS[section]
-    if not isinstance(cls, type):
-        cls = _SECTIONS[section] = cls()
-    return cls
+    return _SECTIONS[section]
 
 
 def defaults(section: str) -> dict[str, Any]:
@@ -259,7 +265,7 @@ def _root_schema() -> type:
     """The whole run config. ``model`` and ``dataset`` are ``_target_`` sections checked by
     signature; ``logger`` sections differ per tracker; ``slurm`` holds site settings."""
     sections = [(name, schema(name), field(default_factory=schema(name))) for name in _SECTIONS]
-    return dataclasses.make_dataclass("RunConfig", [
+    return _here(dataclasses.make_dataclass("RunConfig", [
         ("paths", PathsConfig, field(default_factory=PathsConfig)),
         ("dataset", Any, None),
         ("model", Any, None),
@@ -272,7 +278,11 @@ def _root_schema() -> type:
         ("seed", int, 0),
         # cpu | cuda | cuda:1 | auto (cuda if available)
         ("device", str, opt("auto", check=_device)),
-    ])
+    ]))
+
+
+# module attributes, so that configs typed by them pickle (submitit and joblib launchers)
+RunConfig = _root_schema()
 
 
 def register_configs() -> None:
@@ -280,7 +290,7 @@ def register_configs() -> None:
     extends it). Safe to call more than once."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="mixsearch_schema", node=_root_schema())
+    ConfigStore.instance().store(name="mixsearch_schema", node=RunConfig)
 
 
 # ---- checks --------------------------------------------------------------------------------

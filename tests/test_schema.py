@@ -178,3 +178,12 @@ def test_bad_value_fails_before_any_data_or_embedding(tmp_path: Path) -> None:
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
     [status] = (tmp_path / "logs").rglob("status.json")
     assert "fusion.alpha" in status.read_text()
+
+
+def test_composed_config_pickles() -> None:
+    """Launchers that run jobs in other processes (submitit, joblib) pickle the typed config."""
+    import pickle
+
+    cfg = _compose(["calibration=gr_paper", "fusion.alpha=0.3"])
+    again = pickle.loads(pickle.dumps(cfg))
+    assert again.fusion.alpha == 0.3 and again.embed.batch_size == defaults("embed")["batch_size"]
