@@ -52,7 +52,7 @@ clean: ## Remove outputs/ and caches (keeps data/)
 #> BENCH          mixbench (default) | toy: the same targets offline on the toy benchmark and toy model
 #> MODELS         model configs, comma-separated (default: the paper's five CLIP-family models)
 #> LAUNCHER       hydra/launcher: basic (default) | local | slurm (site settings in conf/local/) | joblib
-#> LOGGER         none (default) | csv | wandb (with WANDB_MODE=online|offline, WANDB_PROJECT)
+#> LOGGER         none (default) | csv | wandb (W&B: WANDB_MODE=online|offline, WANDB_PROJECT, WANDB_ENTITY)
 #> OUT            where sweeps and artefacts go (default outputs/paper)
 #> HYDRA_ARGS     extra overrides, e.g. HYDRA_ARGS="dataset.root=/data/MixBench25 paths.hf_cache=/shared/hf"
 #> SWEEP          reuse a finished sweep instead of running one: its dir (with multirun.yaml) or a dir holding mixbench/ setting1/ setting2/
@@ -60,8 +60,6 @@ clean: ## Remove outputs/ and caches (keeps data/)
 BENCH ?= mixbench
 LAUNCHER ?= basic
 LOGGER ?= none
-WANDB_MODE ?= online
-WANDB_PROJECT ?= mixsearch
 OUT ?= outputs/paper
 HYDRA_ARGS ?=
 STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
@@ -81,14 +79,28 @@ $(error BENCH=$(BENCH): choose mixbench or toy)
 endif
 
 WANDB_ON := $(filter wandb,$(LOGGER))
-LOGGER_ARGS := logger=$(LOGGER) $(if $(WANDB_ON),logger.mode=$(WANDB_MODE) logger.project=$(WANDB_PROJECT))
-REPORT_ARGS := $(if $(WANDB_ON),--wandb --wandb-mode $(WANDB_MODE) --wandb-project $(WANDB_PROJECT))
+# W&B reads WANDB_MODE, WANDB_PROJECT, WANDB_ENTITY and WANDB_DIR from the environment
+LOGGER_ARGS := logger=$(LOGGER)
+REPORT_ARGS := $(if $(WANDB_ON),--wandb)
 REPORT := $(PYTHON) -m experiments.report
 
-.PHONY: download table1 figure2 figure3 figure4 reproduce
+.PHONY: download calibration-sets table1 figure2 figure3 figure4 reproduce
+
+# The paper's GR calibration pools (training splits of MSCOCO, VisualNews, OVEN, Google WIT and
+# NFCorpus; experiments/calibration_sets.py). When they exist, table1 runs calibration=gr_paper;
+# otherwise GR fits cross-fitted means on MixBench itself (labelled so in the table).
+#   CALIBRATION_SETS_ARGS="--mbeir-images /data/mbeir_images [--mbeir DIR --wit DIR]"
+DATA_DIR ?= $(or $(MIXSEARCH_DATA_DIR),data)
+CALIBRATION_SETS_ARGS ?=
+PAPER_POOLS := $(wildcard $(DATA_DIR)/calibration/MANIFEST.json)
+COMMA := ,
+$(RUN_DIR)/mixbench/multirun.yaml: CAL_ARGS := $(if $(and $(PAPER_POOLS),$(filter mixbench,$(BENCH))),calibration=none$(COMMA)gr_paper)
 
 download: ## Pre-fetch the models and datasets of a reproduction into the caches (needs the hub)
 	$(PYTHON) -m experiments.download --models $(MODELS) --datasets $(DATASETS) $(HYDRA_ARGS)
+
+calibration-sets: ## The paper's GR calibration pools into data/calibration (CALIBRATION_SETS_ARGS="--mbeir-images DIR")
+	$(PYTHON) -m experiments.calibration_sets --data-dir $(DATA_DIR) $(CALIBRATION_SETS_ARGS)
 
 # The sweep of a setting: $(SWEEP) (or its <setting>/ subdir) when given, else a new one.
 SWEEP ?=
@@ -101,7 +113,7 @@ check_sweep = @test -f $(call sweep_dir,$(1))/multirun.yaml || { echo "SWEEP=$(S
 $(RUN_DIR)/%/multirun.yaml:
 	$(PYTHON) -m experiments.download --check --models $(MODELS) --datasets $(DATASETS) $(HYDRA_ARGS)
 	$(PYTHON) run.py -m experiment=paper/$* model=$(MODELS) hydra/launcher=$(LAUNCHER) \
-		hydra.sweep.dir=$(RUN_DIR)/$* $(LOGGER_ARGS) $(BENCH_ARGS) $(HYDRA_ARGS)
+		hydra.sweep.dir=$(RUN_DIR)/$* $(LOGGER_ARGS) $(BENCH_ARGS) $(CAL_ARGS) $(HYDRA_ARGS)
 
 table1: $(call sweep_dep,mixbench) ## Table 1: MixBench none vs GR, side by side with the paper
 	$(call check_sweep,mixbench)

@@ -39,6 +39,7 @@ def _pin_gpu(cfg: DictConfig, job_num: int) -> None:
 def main(cfg: DictConfig) -> float | None:
     from mixsearch.config import ConfigError
     from mixsearch.pipeline import run
+    from mixsearch.signals import Interrupted, interruptible
     from mixsearch.tracking import write_status
 
     hc = HydraConfig.get()
@@ -49,7 +50,13 @@ def main(cfg: DictConfig) -> float | None:
     overrides = list(hc.overrides.task)
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
-        result = run(container, overrides=overrides)
+        with interruptible():
+            result = run(container, overrides=overrides)
+    except Interrupted as e:  # SIGINT/SIGTERM: record it, then exit 130/143 (a sweep stops too)
+        write_status(run_dir, ok=False, error=e, overrides=overrides,
+                     status="interrupted", signal=e.signal_name)
+        log.error("%s (see %s/status.json)", e, run_dir)
+        raise SystemExit(e.exit_code) from None
     except Exception as e:  # noqa: BLE001 - every failure is recorded in status.json
         write_status(run_dir, ok=False, error=e, overrides=overrides)
         if not multirun and isinstance(e, ConfigError):

@@ -2,13 +2,16 @@
 
     python -m experiments.download --models clip_b16,openclip_b16 --datasets mixbench_mscoco
     python -m experiments.download --check --models ... --datasets ...   # cache only, no network
+    python -m experiments.download --print --models vlm2vec_qwen2vl_7b   # the commands only
 
 Names are config names (``conf/model``, ``conf/dataset``); trailing ``key=value`` arguments are
 Hydra overrides applied to each (``paths.hf_cache=/shared/hf``, ``dataset.root=...``).
-transformers checkpoints and the MixBench repos are fetched with ``snapshot_download``,
-open_clip ``hf-hub:`` models through open_clip itself; the MixBench loader then runs once so
-its caches are complete. Local paths, the toy model and toy data need nothing. Exit status 2
-names everything missing and how to pre-download it.
+transformers, Sentence Transformers and mteb checkpoints, LoRA adapters (with their base model)
+and the MixBench repos are fetched with ``snapshot_download``, open_clip ``hf-hub:`` models
+through open_clip itself; the MixBench loader then runs once so its caches are complete. Each
+model's exact pre-download commands (``hf download REPO [--revision R]``) are printed first.
+Local paths, mteb's baselines, the toy model and toy data need nothing. Exit status 2 names
+everything missing and how to pre-download it.
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ from omegaconf import OmegaConf
 CONF = Path(__file__).resolve().parents[1] / "conf"
 HINT = ("`make download` (python -m experiments.download) must run on a machine with access to "
         "the Hugging Face hub, writing into the HF_HOME / paths.hf_cache the compute nodes read.")
-_WEIGHTS = {"hf": ("model.safetensors", "pytorch_model.bin"),
-            "openclip": ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")}
 
 
 def _section(group: str, name: str, overrides: list[str]) -> dict[str, Any]:
@@ -40,49 +41,101 @@ def _section(group: str, name: str, overrides: list[str]) -> dict[str, Any]:
     return OmegaConf.to_container(cfg[group], resolve=True)
 
 
-def model_files(name: str, spec: dict[str, Any]) -> tuple[str, str, str | None] | None:
-    """``(backend, hub repo, revision)`` of a hub-backed model config, None for local ones."""
+#: files of which one must be cached for a hub repo to count as present, by kind
+_CONFIGS = {"hf": ("config.json",), "openclip": ("open_clip_config.json",),
+            "st": ("modules.json", "config.json"), "adapter": ("adapter_config.json",)}
+_WEIGHTS = {"hf": ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"),
+            "openclip": ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
+            "st": ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"),
+            "adapter": ("adapter_model.safetensors", "adapter_model.bin")}
+#: what snapshot_download fetches of a transformers / Sentence Transformers / adapter repo
+_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "*.jinja", "*.py"]
+
+
+def _hub_id(value: Any) -> str | None:
+    """``value`` when it names a hub repo (``org/name``, not an existing local path)."""
+    text = str(value or "")
+    return text if "/" in text and not Path(text).exists() else None
+
+
+def model_files(name: str, spec: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """``(kind, hub repo, revision)`` of every hub repo a model config loads, [] for local ones.
+
+    Kinds: ``hf`` (transformers), ``openclip``, ``st`` (Sentence Transformers or an mteb model's
+    repo) and ``adapter`` (a LoRA adapter merged into its base, e.g. VLM2Vec-Qwen2VL-7B).
+    """
+    target = str(spec.get("_target_", ""))
     hub_name = str(spec.get("model_name") or "")
     if hub_name.startswith("hf-hub:"):
-        return "openclip", hub_name.removeprefix("hf-hub:"), None
-    repo = spec.get("model_id_or_path")
-    if repo and not Path(str(repo)).exists() and "/" in str(repo):
-        return "hf", str(repo), spec.get("revision")
-    return None
+        return [("openclip", hub_name.removeprefix("hf-hub:"), None)]
+    if target.endswith("MtebEncoder"):
+        mteb_name = str(spec.get("name"))
+        if mteb_name.startswith("mteb/"):  # mteb's baselines are computed, not downloaded
+            return []
+        revision = spec.get("revision")
+        if revision is None:
+            import mteb
+
+            meta = mteb.get_model_meta(mteb_name, fetch_from_hf=False)
+            if not meta.open_weights:
+                return []
+            revision = meta.revision
+        return [("st", mteb_name, revision)]
+    if target.endswith("STEncoder"):
+        repo = _hub_id(spec.get("name"))
+        return [("st", repo, spec.get("revision"))] if repo else []
+    out = []
+    repo = _hub_id(spec.get("model_id_or_path"))
+    if repo:
+        out.append(("hf", repo, spec.get("revision")))
+    adapter = _hub_id(spec.get("adapter"))
+    if adapter:
+        out.append(("adapter", adapter, spec.get("adapter_revision")))
+    return out
+
+
+def download_commands(name: str, spec: dict[str, Any]) -> list[str]:
+    """The exact shell commands that pre-download model config ``name`` (empty when local)."""
+    cmds = []
+    for kind, repo, rev in model_files(name, spec):
+        if kind == "openclip":
+            cmds.append(f"python -c \"import open_clip; open_clip.create_model_from_pretrained("
+                        f"'hf-hub:{repo}')\"")
+        else:
+            cmds.append(f"hf download {repo}" + (f" --revision {rev}" if rev else ""))
+    return cmds
 
 
 def check_model(name: str, spec: dict[str, Any]) -> str | None:
-    """None when the model is usable offline, else what is missing."""
+    """None when the model is usable offline, else what is missing and how to fetch it."""
     from mixsearch.encoders.offline import hub_cached
 
-    found = model_files(name, spec)
-    if found is None:
-        return None
-    backend, repo, rev = found
-    config = "open_clip_config.json" if backend == "openclip" else "config.json"
     cache = spec.get("cache_dir")
-    if hub_cached(repo, config, revision=rev, cache_dir=cache) and any(
-            hub_cached(repo, w, revision=rev, cache_dir=cache) for w in _WEIGHTS[backend]):
+    missing = []
+    for kind, repo, rev in model_files(name, spec):
+        present = any(hub_cached(repo, f, revision=rev, cache_dir=cache) for f in _CONFIGS[kind])
+        if present and any(hub_cached(repo, w, revision=rev, cache_dir=cache) for w in _WEIGHTS[kind]):
+            continue
+        missing.append(repo)
+    if not missing:
         return None
-    return f"model {name}: {repo} is not in the hub cache ({cache or 'HF_HOME'})"
+    return (f"model {name}: {', '.join(missing)} not in the hub cache ({cache or 'HF_HOME'}); "
+            f"run: {' && '.join(download_commands(name, spec))}")
 
 
 def fetch_model(name: str, spec: dict[str, Any]) -> None:
-    """Download a hub-backed model into the cache its encoder reads."""
-    found = model_files(name, spec)
-    if found is None:
-        return
-    backend, repo, rev = found
-    if backend == "openclip":
-        import open_clip
+    """Download every hub repo of a model config into the cache its encoder reads."""
+    for kind, repo, rev in model_files(name, spec):
+        if kind == "openclip":
+            import open_clip
 
-        open_clip.create_model_from_pretrained(f"hf-hub:{repo}", cache_dir=spec.get("cache_dir"))
-        open_clip.get_tokenizer(f"hf-hub:{repo}", cache_dir=spec.get("cache_dir"))
-    else:
-        from huggingface_hub import snapshot_download
+            open_clip.create_model_from_pretrained(f"hf-hub:{repo}", cache_dir=spec.get("cache_dir"))
+            open_clip.get_tokenizer(f"hf-hub:{repo}", cache_dir=spec.get("cache_dir"))
+        else:
+            from huggingface_hub import snapshot_download
 
-        snapshot_download(repo, revision=rev, cache_dir=spec.get("cache_dir"),
-                          allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors"])
+            snapshot_download(repo, revision=rev, cache_dir=spec.get("cache_dir"),
+                              allow_patterns=_PATTERNS)
 
 
 def _is_hub_dataset(spec: dict[str, Any]) -> bool:
@@ -127,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default="", help="comma-separated dataset config names")
     parser.add_argument("--check", action="store_true",
                         help="only check that everything is cached (never touches the network)")
+    parser.add_argument("--print", dest="print_only", action="store_true",
+                        help="only print the commands that pre-download the models")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every config")
     args = parser.parse_args(argv)
     if args.check:  # before datasets/transformers are imported: they read these at import
@@ -136,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     problems = []
     for group, name in items:
         spec = _section(group, name, args.overrides)
+        if group == "model" and not args.check:
+            # the exact commands first, so a failed fetch still says what to run elsewhere
+            for cmd in download_commands(name, spec):
+                print(cmd)
+        if args.print_only:
+            continue
         if args.check:
             problem = (check_model if group == "model" else check_dataset)(name, spec)
         else:

@@ -1,7 +1,9 @@
 """The paper's figures from our results (matplotlib, Agg): line panels and per-subset bars.
 
 Each function takes a tidy data frame (one row per job) and writes ``<out>.png`` and
-``<out>.pdf``. Paper values are drawn as hollow markers labelled as the paper's.
+``<out>.pdf``. Paper values are drawn as hollow markers labelled as the paper's; our values
+carry 95 % bootstrap CIs over queries (:mod:`mixsearch.stats`) as bands or error bars; models
+are shown by their display name (:data:`mixsearch.jobinfo.MODEL_NAMES`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import matplotlib
 matplotlib.use("Agg")  # headless: compute nodes and CI have no display
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from mixsearch.jobinfo import model_display_name  # noqa: E402
 
 #: Line style per calibration method, the paper's colours where it has them.
 STYLE = {
@@ -23,6 +28,8 @@ STYLE = {
     "gr": {"color": "tab:red", "label": "GR"},
     "pushdown": {"color": "tab:gray", "label": "push-down simulation", "linestyle": "--"},
 }
+#: How swept values are written in labels.
+_SYMBOL = {"alpha": "α"}
 Readings = Callable[[str, str], dict[str, list[tuple[float, float]]]]
 
 
@@ -34,6 +41,13 @@ def _method_order(method: str) -> tuple[int, str]:
     """Calibration methods in STYLE's order (none, gr, pushdown), others after by name."""
     keys = list(STYLE)
     return (keys.index(method), "") if method in keys else (len(keys), method)
+
+
+def _name(panel: pd.DataFrame, model: object) -> str:
+    """A panel's model display name: its ``model_name`` column, else from the config name."""
+    if "model_name" in panel.columns and panel["model_name"].notna().any():
+        return str(panel["model_name"].dropna().iloc[0])
+    return model_display_name(str(model))
 
 
 def _grid(n: int) -> tuple[plt.Figure, list[plt.Axes]]:
@@ -56,20 +70,48 @@ def _save(fig: plt.Figure, out: Path) -> list[Path]:
     return paths
 
 
+def _near_one_axis(ax: plt.Axes) -> None:
+    """Stretch the p axis near 1 (x' = -log10(1 - p + 10^-2.5)): 0 → 0, 0.9 → 1, 0.99 → 1.9,
+    1 → 2.5, so the collapse at p = 0.95–0.99 gets as much room as p = 0–0.9."""
+    eps = 10 ** -2.5
+
+    def forward(p: np.ndarray) -> np.ndarray:
+        return -np.log10(np.clip(1.0 - np.asarray(p, dtype=float), 0.0, None) + eps) + np.log10(1.0 + eps)
+
+    def inverse(v: np.ndarray) -> np.ndarray:
+        return 1.0 + eps - 10 ** (np.log10(1.0 + eps) - np.asarray(v, dtype=float))
+
+    ax.set_xscale("function", functions=(forward, inverse))
+    ax.set_xlim(0.0, 1.0)
+    ticks = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=7)
+
+
+def _band(ax: plt.Axes, line: pd.DataFrame, x: str, metric: str, color: str | None) -> None:
+    """The 95 % bootstrap CI of each point as a shaded band (when the data has it)."""
+    low, high = f"{metric}_ci_low", f"{metric}_ci_high"
+    if low in line.columns and line[low].notna().all() and len(line):
+        ax.fill_between(line[x], line[low], line[high], color=color, alpha=0.18, linewidth=0)
+
+
 def line_panels(
     data: pd.DataFrame, x: str, xlabel: str, title: str, out: Path, readings: Readings,
-    metric: str = "ndcg@10",
+    metric: str = "ndcg@10", *, near_one: bool = False, mark_best: bool = False,
 ) -> list[Path]:
-    """One panel per (model, benchmark): ``metric`` against ``x``, one line per calibration.
+    """One panel per (model, benchmark): ``metric`` against ``x``, one line per calibration,
+    with its 95 % bootstrap CI band.
 
     Args:
-        data: columns model, benchmark, calibration, ``x`` and ``metric``.
+        data: columns model (config name), benchmark, calibration, ``x`` and ``metric``;
+            optional ``<metric>_ci_low`` / ``_ci_high`` (bootstrap CI over queries).
         x: the swept value (``p`` for figure 2, ``alpha`` for figure 3).
         xlabel: axis label of ``x``.
         title: figure title.
         out: output path without suffix.
         readings: ``(model, benchmark) -> {calibration: [(x, y), ...]}`` paper points.
         metric: the plotted metric.
+        near_one: stretch the x axis near 1 (setting 1's collapse at p → 1).
+        mark_best: mark each line's best ``x`` with a star and its value.
 
     Returns:
         The PNG and PDF paths.
@@ -79,59 +121,89 @@ def line_panels(
     for ax, ((model, bench), panel) in zip(axes, panels, strict=True):
         for method in sorted(panel["calibration"].unique(), key=_method_order):
             line = panel[panel["calibration"] == method].sort_values(x)
-            ax.plot(line[x], line[metric], marker="o", markersize=3, **_style(str(method)))
+            style = _style(str(method))
+            ax.plot(line[x], line[metric], marker="o", markersize=3, **style)
+            _band(ax, line, x, metric, style.get("color"))
+            if mark_best and len(line):
+                best = line.loc[line[metric].idxmax()]
+                ax.scatter([best[x]], [best[metric]], marker="*", s=140, zorder=4,
+                           color=style.get("color", "k"), edgecolors="k", linewidths=0.5)
+                ax.annotate(f"best {_SYMBOL.get(x, x)}={best[x]:g}", (best[x], best[metric]), fontsize=7,
+                            xytext=(0, 7), textcoords="offset points", ha="center",
+                            color=style.get("color", "k"))
         for method, points in readings(str(model), str(bench)).items():
             px, py = zip(*points, strict=True)
             ax.scatter(px, py, facecolors="none", edgecolors=_style(method).get("color", "k"),
                        s=40, label=f"paper ≈ ({_style(method)['label']})")
-        ax.set_title(f"{model} · {bench}", fontsize=10)
+        if near_one:
+            _near_one_axis(ax)
+        ax.set_title(f"{_name(panel, model)} · {bench}", fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(metric.upper())
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title + "\n(bands: 95 % bootstrap CI over queries)", fontsize=11)
     return _save(fig, out)
+
+
+def _yerr(rows: pd.DataFrame, keys: list[str], metric: str) -> np.ndarray | None:
+    """Error bar lengths (2 × n) from the ``<metric>_ci_low/high`` columns, None without them."""
+    low, high = f"{metric}_ci_low", f"{metric}_ci_high"
+    if low not in rows.columns:
+        return None
+    y = np.array([rows[metric].get(k, np.nan) for k in keys], dtype=float)
+    lo = np.array([rows[low].get(k, np.nan) for k in keys], dtype=float)
+    hi = np.array([rows[high].get(k, np.nan) for k in keys], dtype=float)
+    return np.nan_to_num(np.vstack([y - lo, hi - y]), nan=0.0)
 
 
 def bar_panels(
     data: pd.DataFrame, title: str, out: Path, paper: Callable[[str, str, str], float | None],
-    metric: str = "ndcg@10", methods: tuple[str, ...] = ("none", "gr"),
+    metric: str = "ndcg@10", methods: tuple[str, ...] = ("none", "gr"), *,
+    panel_by: tuple[str, ...] = ("model",), x: str = "benchmark",
 ) -> list[Path]:
-    """One panel per model: ``metric`` per benchmark, a bar per calibration method.
+    """One panel per ``panel_by`` value (model): ``metric`` per ``x`` value (benchmark), a bar
+    per calibration method, with 95 % bootstrap CI error bars when the data has them.
 
     Args:
-        data: columns model, benchmark, calibration and ``metric``.
+        data: columns ``panel_by``, ``x``, calibration and ``metric``; optional
+            ``<metric>_ci_low`` / ``_ci_high``.
         title: figure title.
         out: output path without suffix.
-        paper: ``(model, calibration, benchmark) -> value`` of the paper's Table 1, or None.
+        paper: ``(model, calibration, x value) -> value`` of the paper's Table 1, or None.
         metric: the plotted metric.
         methods: calibration methods drawn, in bar order.
+        panel_by: columns that make a panel; the first is the model (config name).
+        x: the column along each panel's x axis.
 
     Returns:
         The PNG and PDF paths.
     """
-    panels = list(data.groupby("model", sort=True))
+    panels = list(data.groupby(list(panel_by), sort=True))
     fig, axes = _grid(len(panels))
     width = 0.8 / len(methods)
-    for ax, (model, panel) in zip(axes, panels, strict=True):
-        benches = sorted(panel["benchmark"].unique())
+    for ax, (key, panel) in zip(axes, panels, strict=True):
+        key = key if isinstance(key, tuple) else (key,)
+        model = str(key[0])
+        ticks = sorted(panel[x].unique())
         for i, method in enumerate(methods):
-            rows = panel[panel["calibration"] == method].set_index("benchmark")
-            xs = [b + (i - (len(methods) - 1) / 2) * width for b in range(len(benches))]
-            ys = [rows[metric].get(b, float("nan")) for b in benches]
-            ax.bar(xs, ys, width, **_style(method))
-            ref = [(x, paper(str(model), method, b)) for x, b in zip(xs, benches, strict=True)]
-            ref = [(x, v) for x, v in ref if v is not None]
+            rows = panel[panel["calibration"] == method].set_index(x)
+            xs = [b + (i - (len(methods) - 1) / 2) * width for b in range(len(ticks))]
+            ys = [rows[metric].get(b, float("nan")) for b in ticks]
+            ax.bar(xs, ys, width, yerr=_yerr(rows, ticks, metric), capsize=2,
+                   error_kw={"elinewidth": 0.8}, **_style(method))
+            ref = [(xv, paper(model, method, b)) for xv, b in zip(xs, ticks, strict=True)]
+            ref = [(xv, v) for xv, v in ref if v is not None]
             if ref:
                 ax.scatter(*zip(*ref, strict=True), marker="_", s=200, color="k", zorder=3,
                            label="paper (Table 1)" if i == 0 else None)
-        ax.set_xticks(range(len(benches)), benches, rotation=20, fontsize=8)
-        ax.set_title(str(model), fontsize=10)
+        ax.set_xticks(range(len(ticks)), ticks, rotation=20, fontsize=8)
+        ax.set_title(" · ".join([_name(panel, model), *map(str, key[1:])]), fontsize=10)
         ax.set_ylabel(metric.upper())
         ax.set_ylim(0, 1.2)  # headroom for the legend above the bars
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", ncol=3)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title + "\n(error bars: 95 % bootstrap CI over queries)", fontsize=11)
     return _save(fig, out)
 
 

@@ -27,12 +27,18 @@ import pandas as pd
 from experiments import paper, plots
 from mixsearch import stats
 from mixsearch.callbacks import Job, collect_jobs, markdown_table, read_per_query, write_summary
+from mixsearch.jobinfo import benchmark_kind, model_display_name, sweep_group
 from mixsearch.tracking import atomic_write_text
 
-ARTEFACTS = ("table1", "figure2", "figure3", "figure4", "compute")
+ARTEFACTS = ("table1", "figure2", "figure3", "figure4", "modality", "compute")
 #: Which corpus mode each artefact reads (released = MixBench setting 3).
 CORPUS_MODE = {"table1": "released", "figure2": "replace", "figure3": "all_multimodal",
-               "figure4": "released", "compute": "released"}
+               "figure4": "released", "modality": "released", "compute": "released"}
+#: How Table 1 labels the means behind a GR row, by ``calibration.source`` as run.
+GR_MEANS = {"train": "training-split means (the paper's recipe)",
+            "crossfit": "cross-fitted means (not the paper's recipe)",
+            "transductive": "evaluation-set means (transductive, not the paper's recipe)",
+            "files": "means from files"}
 NA = "–"
 
 
@@ -56,6 +62,7 @@ def job_facts(jobs: list[Job]) -> pd.DataFrame:
         dataset = cfg.get("dataset") or {}
         rows.append({
             "model": job.choices["model"],
+            "model_name": model_display_name(job.choices["model"], cfg.get("model")),
             "calibration": (res.get("calibration") or {}).get("method")
             or (cfg.get("calibration") or {}).get("method"),
             "benchmark": dataset.get("subset") or (res.get("benchmark") or {}).get("name"),
@@ -64,6 +71,9 @@ def job_facts(jobs: list[Job]) -> pd.DataFrame:
             "alpha": (cfg.get("fusion") or {}).get("alpha"),
             "fusion": (cfg.get("fusion") or {}).get("method", "weighted"),
             "gflops_per_doc": ((res.get("encoder") or {}).get("compute") or {}).get("gflops_per_doc"),
+            "calibration_source": (res.get("calibration") or {}).get("source"),
+            "kind": benchmark_kind(job.choices.get("dataset"), dataset),
+            "by_target_modality": res.get("by_target_modality") or {},
             **res["metrics"],
             "run_dir": str(job.run_dir),
         })
@@ -97,9 +107,10 @@ def table1(facts: pd.DataFrame, out: Path) -> list[Path]:
         for metric in paper.TABLE1_METRICS:
             ref = paper.table1_value(r["model"], r["calibration"], r["benchmark"], metric, r["fusion"])
             ours = r.get(metric)
-            long.append({"method": _method(r["model"], r["calibration"], r["fusion"]),
+            long.append({"method": _method(r["model"], r["calibration"], r["fusion"], r["model_name"]),
                          "model": r["model"], "calibration": r["calibration"],
                          "fusion": r["fusion"], "benchmark": r["benchmark"],
+                         "calibration_source": r["calibration_source"],
                          "metric": metric, "ours": ours, "paper": ref,
                          "diff": None if ref is None or ours is None else ours - ref,
                          "run_dir": r["run_dir"]})
@@ -110,11 +121,11 @@ def table1(facts: pd.DataFrame, out: Path) -> list[Path]:
     cells: dict[str, dict[str, str]] = {}
     for (method, bench), group in frame.groupby(["method", "benchmark"], sort=False):
         g = group.set_index("metric")
-        row = cells.setdefault(method, {"method": method})
+        row = cells.setdefault(method, {"method": method, "means": _means_label(group)})
         row[f"{bench} ours"] = _triple(g["ours"])
         row[f"{bench} paper"] = _triple(g["paper"])
         row[f"{bench} Δ"] = _triple(g["diff"], signed=True)
-    columns = ["method"] + [f"{b} {c}" for b in benches for c in ("ours", "paper", "Δ")]
+    columns = ["method", "means"] + [f"{b} {c}" for b in benches for c in ("ours", "paper", "Δ")]
     pairs = frame.drop_duplicates("method").set_index("method")[["model", "calibration"]]
     order = sorted(cells, key=lambda m: _row_order(m, *pairs.loc[m]))
     md = pd.DataFrame([cells[m] for m in order]).reindex(columns=columns).fillna("")
@@ -124,22 +135,36 @@ def table1(facts: pd.DataFrame, out: Path) -> list[Path]:
     else:
         note = (f"**Not comparable with the paper** (benchmarks {', '.join(benches)}; models "
                 f"{', '.join(sorted(set(frame['model'])))}): the paper columns are shown as {NA}.")
-    text = "# Table 1: MixBench, NDCG@10 / NDCG@100 / Recall@1\n\n" + note + "\n\n" + markdown_table(md)
+    if (frame["calibration_source"] == "crossfit").any():
+        note += ("\n\nGR rows marked \"cross-fitted means (not the paper's recipe)\" fit their means "
+                 "on held-out folds of the evaluation data: MixBench has no training split. The "
+                 "paper's recipe (calibration=gr_paper) needs the training pools of "
+                 "`make calibration-sets`.")
+    toy = " (toy benchmark, not the paper's data)" if (data["kind"] == "toy").any() else ""
+    text = (f"# Table 1{toy}: NDCG@10 / NDCG@100 / Recall@1\n\n" + note + "\n\n" + markdown_table(md))
     atomic_write_text(out / "table1.md", text)
     return [out / "table1.md", out / "table1.csv"]
 
 
-def _method(model: str, calibration: str, fusion: str = "weighted") -> str:
-    """The paper's row name, or ours in its style (``toy``, ``GR-toy``, ``toy [pushdown]``,
-    ``GR-VLM2Vec-Qwen``); a fusion other than the paper's for that model (VLM2Vec: joint, the
-    others: weighted) is named in brackets (``VLM2Vec-Qwen [weighted]``)."""
-    row = paper.table1_row(model, calibration, fusion)
-    if row is not None:
-        return row
+def _method(model: str, calibration: str, fusion: str = "weighted", name: str | None = None) -> str:
+    """A Table 1 row name in the paper's style from the model's display name (``CLIP-B/16``,
+    ``GR-toy CLIP``, ``toy CLIP [pushdown]``, ``GR-VLM2Vec-Qwen``); a fusion other than the
+    paper's for that model (VLM2Vec: joint, the others: weighted) is named in brackets
+    (``VLM2Vec-Qwen [weighted]``). Paper models get exactly the paper's row names. ``name``:
+    the model's display name when known (else derived from the config name)."""
     prefix = paper.CALIBRATION_PREFIX.get(calibration)
-    base = paper.MODELS.get(model, model)
+    base = name or model_display_name(model)
     name = f"{prefix}{base}" if prefix is not None else f"{base} [{calibration}]"
-    return name if fusion == paper.ROW_FUSION.get(base, "weighted") else f"{name} [{fusion}]"
+    row_fusion = paper.ROW_FUSION.get(paper.MODELS.get(model, base), "weighted")
+    return name if fusion == row_fusion else f"{name} [{fusion}]"
+
+
+def _means_label(rows: pd.DataFrame) -> str:
+    """What the means of a calibrated row are (GR_MEANS), "–" for uncalibrated rows."""
+    if (rows["calibration"] == "none").all():
+        return NA
+    sources = sorted({str(s) for s in rows["calibration_source"].dropna()})
+    return "; ".join(GR_MEANS.get(s, s) for s in sources) or NA
 
 
 def _row_order(method: str, model: str, calibration: str) -> tuple[int, int, str]:
@@ -166,9 +191,10 @@ def compute_figure(facts: pd.DataFrame, out: Path) -> list[Path]:
         raise ValueError("compute: no job recorded encoder.compute.gflops_per_doc")
     points = (data.groupby(["model", "calibration", "fusion"], sort=True)
               .agg(gflops_per_doc=("gflops_per_doc", "mean"), ndcg10=("ndcg@10", "mean"),
+                   model_name=("model_name", "first"),
                    benchmarks=("benchmark", "nunique")).reset_index())
-    points["method"] = [_method(m, c, f) for m, c, f in
-                        zip(points["model"], points["calibration"], points["fusion"], strict=True)]
+    points["method"] = [_method(m, c, f, n) for m, c, f, n in zip(
+        points["model"], points["calibration"], points["fusion"], points["model_name"], strict=True)]
     ref = []  # the paper's rows: (name, GFLOPs read off its axis, 4-subset mean NDCG@10)
     for row, gflops in paper.GFLOPS.items():
         for name in (row, f"GR-{row}"):
@@ -183,6 +209,50 @@ def compute_figure(facts: pd.DataFrame, out: Path) -> list[Path]:
     return [*paths, out / "compute.csv"]
 
 
+def _title(title: str, data: pd.DataFrame) -> str:
+    """A figure title that says so when its data is the toy benchmark."""
+    if (data["kind"] == "toy").any():
+        return title.replace("MixBench ", "") + " (toy benchmark)"
+    return title
+
+
+def _ci_columns(data: pd.DataFrame, metric: str = "ndcg@10") -> list[str]:
+    return [c for c in (f"{metric}_ci_low", f"{metric}_ci_high") if c in data.columns]
+
+
+def modality_figure(facts: pd.DataFrame, out: Path, metric: str = "ndcg@10") -> list[Path]:
+    """NDCG@10 per target modality (text, image, image+text docs as the relevant one), no
+    calibration vs GR, one panel per model × benchmark of the released corpus, with 95 %
+    bootstrap CIs over each modality's queries. Also writes ``modality.csv``."""
+    data = select(facts, "modality", ["model", "calibration", "benchmark"])
+    rows = []
+    for r in data.to_dict("records"):
+        if not r["by_target_modality"]:
+            continue
+        try:
+            per_query = read_per_query(r["run_dir"])
+        except FileNotFoundError:  # a run without per-query scores: bars without CIs
+            per_query = pd.DataFrame(columns=["target_modality", metric])
+        if "target_modality" not in per_query.columns or metric not in per_query.columns:
+            raise ValueError(f"{r['run_dir']}/per_query.csv: no target_modality or {metric} column")
+        for modality, values in r["by_target_modality"].items():
+            scores = per_query.loc[per_query["target_modality"] == modality, metric].dropna()
+            low, high = stats.mean_ci(scores.to_numpy()) if len(scores) else (None, None)
+            rows.append({"model": r["model"], "model_name": r["model_name"], "benchmark": r["benchmark"],
+                         "calibration": r["calibration"], "target_modality": modality,
+                         "n_queries": values.get("n_queries", len(scores)), metric: values.get(metric),
+                         f"{metric}_ci_low": low, f"{metric}_ci_high": high, "kind": r["kind"],
+                         "run_dir": r["run_dir"]})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise ValueError("modality: no job recorded by_target_modality")
+    title = _title("NDCG@10 by the relevant document's modality, no calibration vs GR", frame)
+    paths = plots.bar_panels(frame, title, out / "modality", lambda m, c, b: None, metric,
+                             panel_by=("model", "benchmark"), x="target_modality")
+    atomic_write_text(out / "modality.csv", frame.drop(columns=["kind"]).to_csv(index=False))
+    return [*paths, out / "modality.csv"]
+
+
 def figure(facts: pd.DataFrame, name: str, out: Path) -> list[Path]:
     """Figure 2 (NDCG@10 vs p), 3 (NDCG@10 vs α), 4 (per-subset bars) or the compute figure:
     PNG, PDF and CSV."""
@@ -191,9 +261,11 @@ def figure(facts: pd.DataFrame, name: str, out: Path) -> list[Path]:
     if name == "figure4":
         data = select(facts, name, ["model", "calibration", "benchmark"])
         paths = plots.bar_panels(
-            data, "Figure 4: MixBench NDCG@10, no calibration vs GR", out / name,
+            data, _title("Figure 4: MixBench NDCG@10, no calibration vs GR", data), out / name,
             lambda m, c, b: paper.table1_value(m, c, b, "ndcg@10"))
-        columns = ["model", "benchmark", "calibration", "ndcg@10", "run_dir"]
+        columns = ["model", "benchmark", "calibration", "ndcg@10", *_ci_columns(data), "run_dir"]
+    elif name == "modality":
+        return modality_figure(facts, out)
     else:
         x, xlabel, readings, title = {
             "figure2": ("p", "ratio p of docs shown as images", paper.FIGURE2,
@@ -202,9 +274,10 @@ def figure(facts: pd.DataFrame, name: str, out: Path) -> list[Path]:
                         "Figure 3: setting 2 (all docs image+text), NDCG@10 vs α"),
         }[name]
         data = select(facts, name, ["model", "calibration", "benchmark", x])
-        paths = plots.line_panels(data, x, xlabel, title, out / name,
-                                  lambda m, b, fig=readings: paper.figure_readings(fig, m, b))
-        columns = ["model", "benchmark", "calibration", x, "ndcg@10", "run_dir"]
+        paths = plots.line_panels(data, x, xlabel, _title(title, data), out / name,
+                                  lambda m, b, fig=readings: paper.figure_readings(fig, m, b),
+                                  near_one=name == "figure2", mark_best=name == "figure3")
+        columns = ["model", "benchmark", "calibration", x, "ndcg@10", *_ci_columns(data), "run_dir"]
     atomic_write_text(out / f"{name}.csv", data[columns].to_csv(index=False))
     return [*paths, out / f"{name}.csv"]
 
@@ -216,9 +289,12 @@ def render(sweeps: list[Path], out: Path, artefacts: list[str] | None) -> tuple[
     Raises:
         ValueError: a requested artefact has no data in the sweeps.
     """
-    write_summary(sweeps, out)
+    summary = write_summary(sweeps, out)
     jobs = collect_jobs(sweeps)
     facts = job_facts(jobs)
+    ci = [c for c in summary.columns if c.endswith(("_ci_low", "_ci_high"))]
+    if len(facts) and ci:
+        facts = facts.merge(summary[["run_dir", *ci]], on="run_dir", how="left")
     written: list[Path] = [out / "summary.csv", out / "summary.md"]
     skipped = []
     for name in artefacts or ARTEFACTS:
@@ -232,6 +308,10 @@ def render(sweeps: list[Path], out: Path, artefacts: list[str] | None) -> tuple[
     lines = [f"# Report: {', '.join(map(str, sweeps))}", "",
              f"{len(jobs)} jobs, {len(failed)} not ok (see summary.md).", "", "## Artefacts", ""]
     lines += [f"- [{p.name}]({p.name})" for p in written]
+    figures = [p for p in written if p.suffix == ".png"]
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{p.stem}]({p.name})\n" for p in figures]
     lines += ["", "Figure markers labelled 'paper ≈' are read off the paper's figures by eye "
               "(±0.01); Table 1 numbers are exact."]
     if skipped:
@@ -247,9 +327,10 @@ def log_to_wandb(paths: list[Path], out: Path, sweeps: list[Path], args: argpars
     """Mirror the report to one W&B run (job_type=report) grouped with the first sweep."""
     from mixsearch.tracking import WandbTracker
 
+    group = sweep_group(sweeps[0])
     tracker = WandbTracker(out, project=args.wandb_project, entity=args.wandb_entity,
-                           mode=args.wandb_mode, group=sweeps[0].name, tags=["report"],
-                           name=f"report {sweeps[0].name}", job_type="report")
+                           mode=args.wandb_mode, group=group, tags=["report"],
+                           name=f"report {group}", job_type="report")
     for p in paths:
         if p.suffix == ".png":
             tracker.log_figure(p.stem, p)
@@ -310,9 +391,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--figures", nargs="+", choices=ARTEFACTS,
                             help="artefacts to render (default: all the sweeps have data for)")
         parser.add_argument("--wandb", action="store_true", help="also log the report to W&B")
-        parser.add_argument("--wandb-project", default="mixsearch")
-        parser.add_argument("--wandb-entity", default=None)
-        parser.add_argument("--wandb-mode", default="online", choices=["online", "offline", "disabled"])
+        parser.add_argument("--wandb-project", default=None, help="default: $WANDB_PROJECT, else mixsearch")
+        parser.add_argument("--wandb-entity", default=None, help="default: $WANDB_ENTITY")
+        parser.add_argument("--wandb-mode", default=None, choices=["online", "offline", "disabled"],
+                            help="default: $WANDB_MODE, else online")
     args = parser.parse_args(argv[1:] if summarize_only else argv)
     if args.out is None and len(args.sweeps) > 1:
         parser.error("--out is required with several sweep dirs")

@@ -1,6 +1,7 @@
-"""Modality-gap calibration (GR-CLIP): the means subtracted before renormalising.
+"""Modality-gap calibration: which method, fitted on what, applied to which rows.
 
-Methods (``calibration.method``):
+Methods (``calibration.method``) are plug-ins of :mod:`mixsearch.calibrators` (``none``,
+``gr``, ``pushdown``, ``i0t``, ``project``, ``procrustes`` and any registered one):
 
 * ``none``: the CLIP baseline, nothing subtracted.
 * ``gr``: GR-CLIP. Subtract per-role means of L2-normalised embeddings: query text, query
@@ -13,30 +14,36 @@ Methods (``calibration.method``):
   all text docs by cosine first, then every other doc by its own cosine, so an image or
   screenshot never outranks a text; vectors are uncalibrated (see ``evaluate``).
 
-Sources of the ``gr`` means (``calibration.source``):
+Sources of a method's state (``calibration.source``), the same for every method that fits one:
 
-* ``train``: pools of raw embeddings given by the caller (calibration splits, training sets).
+* ``train``: pools of raw embeddings given by the caller (calibration splits, training sets);
+  paired methods also get the calibration items embedded both as text and as image.
 * ``crossfit``: K folds over the evaluated queries and docs; items in fold k are calibrated
-  with means of the other folds, so no item's own embedding enters its calibration.
-* ``transductive``: means of the evaluated items themselves (a leak, labelled as such).
-* ``files``: mean vectors from ``.pt`` / ``.npy`` files (the seed code's form).
+  with a state fitted on the other folds, so no item's own embedding enters its calibration.
+* ``transductive``: fitted on the evaluated items themselves (a leak, labelled as such).
+* ``files``: GR mean vectors from ``.pt`` / ``.npy`` files (the seed code's form), or any
+  method's saved state folder (``calibration.state_dir``).
 * ``auto``: ``train`` when pools are given, else ``crossfit``.
+
+``calibration.max_samples`` caps each train / transductive pool (and the pairs) at a seeded
+random subset (the sample-count ablation).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mixsearch.calibrators import Calibrator, Pairs, State, build_calibrator
+from mixsearch.calibrators.basic import NoCalibration
 from mixsearch.data.benchmark import DataError
 from mixsearch.fusion import Views, l2_normalise
 
 ROLES = ("query_text", "query_image", "doc_text", "doc_image", "query_joint", "doc_joint")
-METHODS = ("none", "gr", "pushdown")
 SOURCES = ("auto", "train", "crossfit", "transductive", "files")
 
 
@@ -189,10 +196,12 @@ def crossfit_means(rows: np.ndarray, folds: np.ndarray, k: int, role: str) -> np
 
 @dataclass
 class Calibration:
-    """The means a run subtracts, per role, and where they came from.
+    """A resolved calibration: the method, where its state came from, and the state.
 
-    ``means[role]`` is ``(d,)`` or, for cross-fitting, ``(n_items, d)`` aligned with the query
-    or doc rows. Roles absent from ``means`` are not calibrated.
+    ``means`` are GR's per-role means (``(d,)``, or for cross-fitting ``(n_items, d)`` aligned
+    with the query or doc rows); empty for other methods. ``state`` is the fitted state of any
+    method (for GR: ``means``); with cross-fitting of a method other than GR, ``fold_states``
+    holds one state per fold and ``fold_labels`` each item's fold per side (``query``/``doc``).
     """
 
     method: str
@@ -200,10 +209,126 @@ class Calibration:
     means: dict[str, np.ndarray]
     n_samples: dict[str, int]
     folds: int | None = None
+    calibrator: Calibrator = field(default_factory=NoCalibration)
+    state: State | None = None
+    fold_states: list[State] | None = None
+    fold_labels: dict[str, np.ndarray] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {"method": self.method, "source": self.source, "n_samples": dict(self.n_samples),
-                "folds": self.folds}
+        out = {"method": self.method, "source": self.source, "n_samples": dict(self.n_samples),
+               "folds": self.folds}
+        if self.params:
+            out["params"] = dict(self.params)
+        return out
+
+    @property
+    def reusable_state(self) -> State:
+        """The state as one set of arrays that a later run can load (empty when cross-fitted:
+        each fold has its own)."""
+        if self.state is None or self.source == "crossfit":
+            return {}
+        return dict(self.state)
+
+    def role_for(self, role: str, notes: list[str] | None = None) -> str:
+        """The role whose state calibrates ``role``: itself, or its stand-in (:data:`FALLBACK`,
+        recorded in ``notes``).
+
+        Raises:
+            ValueError: neither the role nor its stand-in has a state.
+        """
+        if self.calibrator.covers(role, self.state or (self.fold_states or [{}])[0]):
+            return role
+        stand_in = FALLBACK.get(role)
+        if stand_in and self.calibrator.covers(stand_in, self.state or (self.fold_states or [{}])[0]):
+            what = "mean" if self.method == "gr" else "state"
+            if notes is not None:
+                notes.append(f"{role}: {stand_in} {what} used (no {role} {what})")
+            return stand_in
+        wanted = f"a {role} or {stand_in}" if stand_in else f"a {role}"
+        raise ValueError(f"calibration={self.method}: {role} rows need {wanted} "
+                         f"{'mean' if self.method == 'gr' else 'state'} (source {self.source})")
+
+    def transform(self, role: str, rows: np.ndarray, side: str) -> np.ndarray:
+        """Calibrated ``rows`` (all items of ``side``, in row order) under ``role``'s state."""
+        if self.fold_states is None:
+            return self.calibrator.transform(role, rows, self.state or {})
+        labels = (self.fold_labels or {})[side]
+        out = np.empty_like(rows)
+        for f, state in enumerate(self.fold_states):
+            sel = labels == f
+            out[sel] = self.calibrator.transform(role, rows[sel], state)
+        return out
+
+    def apply(self, views: Views, side: str, notes: list[str] | None = None) -> Views:
+        """The calibrated (not renormalised) parts of ``views``; ``side`` is ``query`` or ``doc``.
+
+        Every part an item shows (text, image, joint) is transformed under the role
+        ``<side>_<part>``; rows an item does not show stay zero.
+        """
+        if not self.calibrator.fits_state:
+            return views
+        parts: dict[str, np.ndarray] = {}
+        for part, rows, mask in _parts(views):
+            if mask.any():
+                role = self.role_for(f"{side}_{part}", notes)
+                parts[part] = (self.transform(role, rows, side) * mask[:, None]).astype(np.float32)
+        return replace(views, **parts)
+
+
+#: A query role without a state of its own borrows the doc role's (recorded in the notes).
+FALLBACK = {"query_image": "doc_image", "query_joint": "doc_joint"}
+
+
+def _parts(views: Views) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    out = [("text", views.text, views.has_text), ("image", views.image, views.has_image)]
+    if views.joint is not None:
+        out.append(("joint", views.joint, views.both))
+    return out
+
+
+def _eval_pools(queries: Views, docs: Views) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``role -> (rows, mask)`` of the evaluated items (joint roles only with joint rows)."""
+    return {f"{side}_{part}": (rows, mask)
+            for side, views in (("query", queries), ("doc", docs)) for part, rows, mask in _parts(views)}
+
+
+def _eval_pairs(queries: Views, docs: Views, keep: dict[str, np.ndarray] | None = None) -> Pairs | None:
+    """Text and image rows of the evaluated items showing both (restricted to ``keep[side]``)."""
+    text, image = [], []
+    for side, views in (("query", queries), ("doc", docs)):
+        both = views.both if keep is None else views.both & keep[side]
+        text.append(views.text[both])
+        image.append(views.image[both])
+    t = np.concatenate(text)
+    return (t, np.concatenate(image)) if len(t) else None
+
+
+def _subsample(rows: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
+    return rows if n is None or n >= len(rows) else rows[np.sort(rng.choice(len(rows), n, replace=False))]
+
+
+def load_state_dir(folder: str | Path) -> State:
+    """Every ``<key>.npy`` of a folder written by a run (``calibration.state_dir``).
+
+    Raises:
+        DataError: the folder is missing or holds no ``.npy`` file (names it), or a file is
+            unreadable or not finite (names the file).
+    """
+    folder = Path(folder)
+    files = sorted(folder.glob("*.npy")) if folder.is_dir() else []
+    if not files:
+        raise DataError(f"calibration.state_dir: {folder} has no .npy state files")
+    state: State = {}
+    for path in files:
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read calibration state {path}: {e}") from e
+        if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
+            raise DataError(f"calibration state {path}: expected finite floats")
+        state[path.stem] = arr.astype(np.float32)
+    return state
 
 
 def resolve(
@@ -213,79 +338,145 @@ def resolve(
     *,
     pools: dict[str, np.ndarray] | None = None,
     means: Means | None = None,
+    pairs: Pairs | None = None,
 ) -> Calibration:
-    """Pick the method and source and compute the means for these queries and docs.
+    """Pick the method and source and fit the method's state for these queries and docs.
 
     Args:
-        cfg: the ``calibration`` section (``method``, ``source``, ``folds``, ``seed``, ``files``).
+        cfg: the ``calibration`` section (``method``, ``params``, ``source``, ``folds``,
+            ``seed``, ``files``, ``state_dir``, ``max_samples``).
         queries: every available query part (normalised).
         docs: the doc parts the run shows (normalised).
         pools: raw calibration embeddings by role (``source=train``).
-        means: precomputed means (used by ``train`` / ``files`` / ``auto`` when given).
+        means: precomputed GR means (used by ``train`` / ``files`` / ``auto`` when given).
+        pairs: raw paired ``(text, image)`` calibration embeddings of the same items
+            (``source=train`` for methods that need pairs).
 
     Raises:
         ValueError: unknown ``calibration.method`` / ``calibration.source``, or a role the run
-            needs has no mean (names the role and source).
+            needs has no state (names the role and source).
     """
     method = cfg.get("method", "none")
-    if method not in METHODS:
-        raise ValueError(f"calibration.method: unknown method {method!r}; choose one of {METHODS}")
-    if method != "gr":
-        return Calibration(method, None, {}, {})
+    params = dict(cfg.get("params") or {})
+    calibrator = build_calibrator(method, params)
+    if not calibrator.fits_state:
+        return Calibration(method, None, {}, {}, calibrator=calibrator, params=params)
     source = cfg.get("source", "auto")
     if source not in SOURCES:
         raise ValueError(f"calibration.source: unknown source {source!r}; choose one of {SOURCES}")
+    if means is not None and method != "gr":
+        raise ValueError(f"calibration.method={method}: precomputed means are GR's state; "
+                         "pass calibration.state_dir instead")
     if source == "auto":
         source = means.source if means is not None else "train" if pools else "crossfit"
     if means is not None and means.source != source:
         raise ValueError(f"calibration.source={source} conflicts with given means "
                          f"(source {means.source!r})")
-    eval_pools = {
-        "query_text": (queries.text, queries.has_text), "query_image": (queries.image, queries.has_image),
-        "doc_text": (docs.text, docs.has_text), "doc_image": (docs.image, docs.has_image),
-    }
-    # joint roles exist only when the run uses joint embeddings (fusion=joint)
-    for role, views in (("query_joint", queries), ("doc_joint", docs)):
-        if views.joint is not None:
-            eval_pools[role] = (views.joint, views.both)
-    needed = tuple(r for r in ("query_text", "doc_text", "doc_image", "doc_joint")
-                   if r in eval_pools and eval_pools[r][1].any())
+    eval_pools = _eval_pools(queries, docs)
+    needed = tuple(r for r, (_, mask) in eval_pools.items() if mask.any() and r not in FALLBACK)
+    common = {"calibrator": calibrator, "params": params}
     if source == "crossfit":
-        return _crossfit(cfg, eval_pools)
-    if means is None:
+        return _crossfit(cfg, method, queries, docs, eval_pools, common)
+    n_max = cfg.get("max_samples")
+    rng = np.random.default_rng(int(cfg.get("seed", 0)))
+    counts: dict[str, int] = {}
+    if means is not None:
+        state: State = {r: means.get(r) for r in ROLES if means.get(r) is not None}
+        counts = dict(means.n_samples)
+    elif source == "files":
+        if cfg.get("state_dir"):
+            state = load_state_dir(cfg["state_dir"])
+        elif method == "gr":
+            m = load_mean_files(cfg.get("files") or {}, required=needed)
+            state = {r: m.get(r) for r in ROLES if m.get(r) is not None}
+        else:
+            raise ValueError(f"calibration.source=files: set calibration.state_dir to the "
+                             f"calibration_state folder of a {method} run")
+    else:
         if source == "train":
             if not pools:
                 raise ValueError("calibration.source=train: no calibration pools were given "
                                  "(calibration splits or calibration.train_sets)")
-            means = fit_means(pools, "train")
-        elif source == "files":
-            means = load_mean_files(cfg.get("files") or {}, required=needed)
+            fit_pools = {}
+            for role, rows in pools.items():
+                rows = np.asarray(rows)
+                if rows.ndim != 2 or len(rows) == 0:
+                    raise ValueError(f"calibration pool {role!r}: expected a non-empty (n, d) "
+                                     f"array, got shape {rows.shape}")
+                fit_pools[role] = l2_normalise(_subsample(rows, n_max, rng))
+            fit_pairs = None
+            if pairs is not None and len(pairs[0]):
+                keep = _subsample(np.arange(len(pairs[0])), n_max, rng)
+                fit_pairs = (l2_normalise(pairs[0][keep]), l2_normalise(pairs[1][keep]))
         else:  # transductive: the evaluated rows are already normalised
-            means = fit_means({r: rows[m] for r, (rows, m) in eval_pools.items() if m.any()},
-                              "transductive")
-    lacking = [r for r in needed if means.get(r) is None]
+            fit_pools = {r: _subsample(rows[m], n_max, rng) for r, (rows, m) in eval_pools.items() if m.any()}
+            fit_pairs = _eval_pairs(queries, docs)
+        if calibrator.needs_pairs and fit_pairs is None:
+            raise ValueError(f"calibration={method} source={source}: no paired image+text items "
+                             "to fit on")
+        state = calibrator.fit(fit_pools, fit_pairs)
+        counts = {r: len(rows) for r, rows in fit_pools.items()}
+        if calibrator.needs_pairs and fit_pairs is not None:
+            counts["pairs"] = len(fit_pairs[0])
+    lacking = [r for r in needed if not calibrator.covers(r, state)]
     if lacking:
-        raise ValueError(f"calibration.source={source}: no {lacking[0]} mean, but the run shows "
+        what = "mean" if method == "gr" else "state"
+        raise ValueError(f"calibration.source={source}: no {lacking[0]} {what}, but the run shows "
                          f"items of that role")
     dim = queries.text.shape[1]
-    for role in ROLES:
-        vec = means.get(role)
-        if vec is not None and vec.shape != (dim,):
-            raise ValueError(f"calibration.source={source}: {role} mean has shape {vec.shape}, "
+    for key, arr in state.items():
+        if arr.shape[-1] != dim or (method == "gr" and arr.shape != (dim,)):
+            name = f"{key} mean" if method == "gr" else f"state {key!r}"
+            raise ValueError(f"calibration.source={source}: {name} has shape {arr.shape}, "
                              f"embeddings have dim {dim}")
-    present = {r: means.get(r) for r in ROLES if means.get(r) is not None}
-    return Calibration("gr", source, present, dict(means.n_samples))
+    return Calibration(method, source, state if method == "gr" else {}, counts, state=state, **common)
 
 
-def _crossfit(cfg: dict[str, Any], eval_pools: dict[str, tuple[np.ndarray, np.ndarray]]) -> Calibration:
+def _crossfit(cfg: dict[str, Any], method: str, queries: Views, docs: Views,
+              eval_pools: dict[str, tuple[np.ndarray, np.ndarray]], common: dict[str, Any]) -> Calibration:
     k, seed = int(cfg.get("folds", 5)), int(cfg.get("seed", 0))
-    n_q, n_d = len(eval_pools["query_text"][1]), len(eval_pools["doc_text"][1])
     # Queries and docs get independent fold labels; a doc's text and image share one.
-    folds = {"query": assign_folds(n_q, k, seed), "doc": assign_folds(n_d, k, seed + 1)}
-    out, counts = {}, {}
-    for role, (rows, mask) in eval_pools.items():
-        if mask.any():
-            item_folds = folds[role.split("_")[0]]
-            per_fold = crossfit_means(rows[mask], item_folds[mask], k, role)
-            out[role], counts[role] = per_fold[item_folds], int(mask.sum())
-    return Calibration("gr", "crossfit", out, counts, folds=k)
+    folds = {"query": assign_folds(len(queries.ids), k, seed), "doc": assign_folds(len(docs.ids), k, seed + 1)}
+    counts = {role: int(mask.sum()) for role, (_, mask) in eval_pools.items() if mask.any()}
+    calibrator: Calibrator = common["calibrator"]
+    if method == "gr":  # closed form: each item's mean over the other folds, in one pass
+        out = {}
+        for role, (rows, mask) in eval_pools.items():
+            if mask.any():
+                item_folds = folds[role.split("_")[0]]
+                out[role] = crossfit_means(rows[mask], item_folds[mask], k, role)[item_folds]
+        return Calibration("gr", "crossfit", out, counts, folds=k, state=out, **common)
+    states = []
+    for f in range(k):
+        keep = {side: labels != f for side, labels in folds.items()}
+        fold_pools = {}
+        for role, (rows, mask) in eval_pools.items():
+            if mask.any():
+                sel = mask & keep[role.split("_")[0]]
+                if not sel.any():
+                    raise DataError(f"calibration.source=crossfit: no {role} items outside fold {f}; "
+                                    "use fewer calibration.folds or another calibration.source")
+                fold_pools[role] = rows[sel]
+        fold_pairs = _eval_pairs(queries, docs, keep)
+        if calibrator.needs_pairs and fold_pairs is None:
+            raise ValueError(f"calibration={method} source=crossfit: no paired image+text items "
+                             f"outside fold {f}")
+        states.append(calibrator.fit(fold_pools, fold_pairs))
+    return Calibration(method, "crossfit", {}, counts, folds=k, fold_states=states,
+                       fold_labels=folds, **common)
+
+
+def calibration_pairs(embs: dict[str, Any]) -> Pairs | None:
+    """Raw ``(text, image)`` rows of calibration items embedded both ways (same id in
+    ``calibration/<split>/text`` and ``calibration/<split>/image``), for paired methods."""
+    text, image = [], []
+    for split in ("calibration/queries", "calibration/corpus"):
+        t, i = embs.get(f"{split}/text"), embs.get(f"{split}/image")
+        if t is None or i is None:
+            continue
+        in_image = set(i.ids)
+        ids = [x for x in t.ids if x in in_image]
+        if ids:
+            text.append(t.take(ids))
+            image.append(i.take(ids))
+    return (np.concatenate(text), np.concatenate(image)) if text else None

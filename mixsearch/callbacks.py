@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mixsearch import stats
+from mixsearch.jobinfo import hydra_choices, read_yaml, swept_keys
 from mixsearch.tracking import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,6 @@ class Job:
         return self.run_dir.parent.name
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from e
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -75,11 +68,9 @@ def read_job(run_dir: str | Path) -> Job:
     hydra_dir = run_dir / ".hydra"
     try:
         if (hydra_dir / "overrides.yaml").is_file():
-            job.overrides = [str(o) for o in _read_yaml(hydra_dir / "overrides.yaml") or []]
+            job.overrides = [str(o) for o in read_yaml(hydra_dir / "overrides.yaml") or []]
         if (hydra_dir / "hydra.yaml").is_file():
-            choices = (_read_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {}).get("runtime", {})
-            job.choices = {k: str(v) for k, v in (choices.get("choices") or {}).items()
-                           if not k.startswith("hydra/")}
+            job.choices = hydra_choices(hydra_dir / "hydra.yaml")
         status_path, metrics_path = run_dir / "status.json", run_dir / "metrics.json"
         if status_path.is_file():
             status = _read_json(status_path)
@@ -263,3 +254,12 @@ class SummaryCallback(Callback):
         log.info("sweep summary: %s (%d jobs, %d not ok)", sweep_dir / "summary.md", len(frame), len(failed))
         for row in failed.itertuples(index=False):
             log.warning("job %s %s: %s", row.job, row.status, row.error)
+        logger_cfg = OmegaConf.to_container(config.logger, resolve=True) if "logger" in config else {}
+        if (logger_cfg or {}).get("name") == "wandb":
+            from mixsearch.tracking import log_sweep_to_wandb
+
+            choices = {k: str(v) for k, v in config.hydra.runtime.choices.items()
+                       if not k.startswith("hydra/") and v is not None}
+            log_sweep_to_wandb(logger_cfg, sweep_dir, frame, choices,
+                               swept_keys(sweep_dir / "multirun.yaml"),
+                               metric=str(config.get("main_metric", "ndcg@10")))

@@ -8,20 +8,32 @@ mode decides, per doc, whether a run shows its text, its image or both:
 * ``replace``: setting 1 of the paper (every doc unimodal, a fraction ``p`` shown as an image
   or a rendered screenshot of its text).
 * ``all_multimodal``: setting 2 (every doc image+text).
+
+``remix`` and ``replace`` draw a seeded permutation over the documents, so the assignment
+depends on the order of the documents. ``corpus.order=records`` (default) follows the corpus
+file; ``corpus.order=embeddings`` follows the rows of precomputed embeddings, as the seed code
+does with its ``.pt`` files. When the two orders differ and ``records`` is used, a warning says
+so. A document whose image could not be read (``embed.on_missing=skip``) and that the mix
+shows with its image is dropped from the evaluated corpus (:func:`drop_unshowable`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import logging
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
 from mixsearch.data.benchmark import MODALITIES, Benchmark, DataError, ImageRef, Record
 
+log = logging.getLogger(__name__)
+
 CORPUS_MODES = ("released", "remix", "replace", "all_multimodal")
+CORPUS_ORDERS = ("records", "embeddings")
 REPLACE_WITH = ("auto", "image", "screenshot")
 # The seed code's setting-1 ratios (retrieval_ushaped_curve_setting_one.py), in its order.
 SEED_REPLACE_RATIOS = (0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
@@ -37,6 +49,8 @@ def mix_corpus(
     seed: int = 42,
     p: float = 0.0,
     replace_with: str = "auto",
+    order: str = "records",
+    embedding_order: Sequence[str] | None = None,
 ) -> dict[str, str]:
     """Assign each document of ``bench.corpus`` the modality a run shows.
 
@@ -48,26 +62,86 @@ def mix_corpus(
         p: fraction of docs shown as an image (``replace``).
         replace_with: ``replace`` only: ``image`` (the doc's own image), ``screenshot`` (a
             rendering of its text) or ``auto`` (its image if it has one, else a screenshot).
+        order: the document order ``remix`` and ``replace`` permute: ``records`` (the
+            corpus file) or ``embeddings`` (``embedding_order``).
+        embedding_order: doc ids in the row order of precomputed embeddings, or None when the
+            embeddings follow the records (ids it lacks keep their record order, at the end).
 
     Returns:
         ``{doc_id: "text" | "image" | "image+text"}`` in ``bench.corpus`` order. Screenshot docs
         count as ``"image"``; :func:`doc_image_key` says which embedding they use.
 
     Raises:
-        ValueError: an unknown ``corpus.mode`` / ``corpus.replace_with`` or a bad ratio or p.
+        ValueError: an unknown ``corpus.mode`` / ``corpus.replace_with`` / ``corpus.order``,
+            a bad ratio or p, or ``order=embeddings`` without an embedding order.
         DataError: a doc lacks the content its mode needs (names the doc id).
     """
+    if order not in CORPUS_ORDERS:
+        raise ValueError(f"corpus.order: unknown order {order!r}; choose one of {CORPUS_ORDERS}")
     if mode == "released":
         return _released(bench)
-    if mode == "remix":
-        return _remix(bench.corpus, ratio, seed)
-    if mode == "replace":
-        return _replace(bench.corpus, p, seed, replace_with)
+    if mode in ("remix", "replace"):
+        records = _permuted_order(bench.corpus, mode, order, embedding_order)
+        shown = (_remix(records, ratio, seed) if mode == "remix"
+                 else _replace(records, p, seed, replace_with))
+        return {r.id: shown[r.id] for r in bench.corpus}
     if mode == "all_multimodal":
         _require(bench.corpus, "text", "corpus.mode=all_multimodal")
         _require(bench.corpus, "image", "corpus.mode=all_multimodal")
         return {r.id: "image+text" for r in bench.corpus}
     raise ValueError(f"corpus.mode: unknown mode {mode!r}; choose one of {CORPUS_MODES}")
+
+
+def _permuted_order(
+    records: Sequence[Record], mode: str, order: str, embedding_order: Sequence[str] | None
+) -> Sequence[Record]:
+    """The records in the order the seeded permutation applies to."""
+    if embedding_order is None:
+        if order == "embeddings":
+            raise ValueError(
+                "corpus.order=embeddings: no embedding order is known (it comes from precomputed "
+                "embeddings, model=precomputed); use corpus.order=records"
+            )
+        return records
+    rank = {doc_id: n for n, doc_id in enumerate(embedding_order)}
+    by_rows = sorted(records, key=lambda r: rank.get(r.id, len(rank)))  # stable: extras keep order
+    if [r.id for r in by_rows] == [r.id for r in records]:
+        return records
+    if order == "embeddings":
+        return by_rows
+    first = next(n for n, (a, b) in enumerate(zip(by_rows, records, strict=True)) if a.id != b.id)
+    log.warning(
+        "corpus.mode=%s assigns modalities in the order of the corpus records (corpus.jsonl), "
+        "which differs from the row order of the precomputed embeddings (first at position %d: "
+        "%r vs %r): the numbers will differ from the seed code's, which follows its embeddings; "
+        "set corpus.order=embeddings to follow them", mode, first, records[first].id,
+        by_rows[first].id,
+    )
+    return records
+
+
+def drop_unshowable(
+    bench: Benchmark, assignment: dict[str, str], skipped: Mapping[str, str]
+) -> tuple[Benchmark, dict[str, str], dict[str, str]]:
+    """Drop the docs whose image could not be read (``skipped``: id -> reason) and that the
+    mix shows with their image (``image`` or ``image+text``).
+
+    Their qrels are kept: a dropped relevant doc is never retrieved, so it counts as a miss
+    (as trec_eval counts a judged doc absent from a run).
+
+    Returns:
+        ``(benchmark without those docs, their assignment removed, {dropped id: reason})``.
+    """
+    dropped = {i: why for i, why in skipped.items() if assignment.get(i, "text") != "text"}
+    if not dropped:
+        return bench, assignment, {}
+    keep = [r for r in bench.corpus if r.id not in dropped]
+    mixed = bench.mixed_corpus
+    bench = dataclasses.replace(
+        bench, corpus=keep,
+        mixed_corpus=None if mixed is None else [r for r in mixed if r.id not in dropped],
+    )
+    return bench, {i: m for i, m in assignment.items() if i not in dropped}, dropped
 
 
 def doc_image_key(record: Record, mode: str, replace_with: str = "auto") -> str:

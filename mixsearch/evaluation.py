@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mixsearch.calibration import Calibration, Means, resolve
-from mixsearch.corpus import doc_image_key, mix_corpus, modality_counts
+from mixsearch.calibration import Calibration, Means, calibration_pairs, resolve
+from mixsearch.corpus import doc_image_key, drop_unshowable, mix_corpus, modality_counts
 from mixsearch.data.benchmark import Benchmark, DataError
 from mixsearch.diagnostics import (
     by_target_modality,
@@ -29,7 +29,8 @@ from mixsearch.diagnostics import (
 )
 from mixsearch.embed.embeddings import Embeddings
 from mixsearch.encoders.offline import resolve_device
-from mixsearch.fusion import Views, build_query_matrix, centre, fuse, l2_normalise, make_views
+from mixsearch.fusion import Views, build_query_matrix, fuse, l2_normalise, make_views
+from mixsearch.merge import SINGLE, check_merge, merge_lists
 from mixsearch.metrics import evaluate_ranking
 from mixsearch.retrieval import IdOrder, TopK, search
 from mixsearch.schema import section_options as options
@@ -102,6 +103,11 @@ class Evaluator:
         metrics: the ``metrics`` section.
         pools: raw calibration embeddings by role; default: the ``calibration/...`` embeddings.
         means: precomputed :class:`Means` (``source`` train / files).
+        pairs: raw paired ``(text, image)`` calibration rows for paired methods (``procrustes``);
+            default: the calibration items embedded both as text and as image.
+        skipped_docs: docs whose image could not be read (id -> reason, from
+            ``embed.on_missing=skip``): those the mix shows with an image are dropped from the
+            evaluated corpus (:attr:`dropped`); their qrels still count.
     """
 
     def __init__(
@@ -115,21 +121,29 @@ class Evaluator:
         metrics: dict[str, Any] | None = None,
         pools: dict[str, np.ndarray] | None = None,
         means: Means | None = None,
+        pairs: tuple[np.ndarray, np.ndarray] | None = None,
+        skipped_docs: dict[str, str] | None = None,
     ) -> None:
-        self.bench = bench
         self.corpus_cfg = options("corpus", corpus)
         self.retrieval_cfg = options("retrieval", retrieval)
+        check_merge(self.retrieval_cfg["merge"])
         self.metrics_cfg = options("metrics", metrics)
-        self.assignment = mix_corpus(bench, **self.corpus_cfg)
+        assignment = mix_corpus(bench, **self.corpus_cfg, embedding_order=_embedding_order(embs))
+        # Target modalities come from the full mix: a query whose doc was dropped keeps its own.
+        self.target = target_modalities(bench.qrels, assignment)
+        self.bench, self.assignment, self.dropped = drop_unshowable(
+            bench, assignment, skipped_docs or {})
+        bench = self.bench
         self.docs = self._doc_views(embs)
         self.queries, self._query_images_missing = self._query_views(embs)
         if pools is None:
             pools = {role: embs[key].vectors for key, role in _POOL_KEYS.items() if key in embs}
+        if pairs is None:
+            pairs = calibration_pairs(embs)
         self.calibration: Calibration = resolve(
-            options("calibration", calibration), self.queries, self.docs, pools=pools, means=means)
-        m = self.calibration.means
-        self.centred_docs = centre(self.docs, m.get("doc_text"), m.get("doc_image"), m.get("doc_joint"))
-        self.target = target_modalities(bench.qrels, self.assignment)
+            options("calibration", calibration), self.queries, self.docs, pools=pools, means=means,
+            pairs=pairs)
+        self.centred_docs = self.calibration.apply(self.docs, "doc")
         query_ids = set(self.queries.ids)
         unknown = [q for q in bench.qrels if q not in query_ids]
         if unknown:
@@ -186,26 +200,11 @@ class Evaluator:
         if self._query_images_missing and mode != "text":
             raise DataError(f"fusion.query={mode}: queries have images but embs has no "
                             "'queries/image'; embed them or set fusion.query=text")
-        m, notes = self.calibration.means, []
-        image_mean, joint_mean = m.get("query_image"), m.get("query_joint")
-        uses_images = mode != "text" and self.queries.has_image.any()
-        if self.calibration.method == "gr" and image_mean is None and uses_images:
-            # No query-image pool: the doc-image mean is the closest stand-in (recorded).
-            image_mean = m.get("doc_image")
-            notes.append("query_image: doc_image mean used (no query_image mean)")
-            if image_mean is None:
-                raise ValueError("calibration: image queries need a query_image or doc_image mean")
-        uses_joint = mode == "joint" and self.queries.both.any()
-        if self.calibration.method == "gr" and joint_mean is None and uses_joint:
-            joint_mean = m.get("doc_joint")
-            notes.append("query_joint: doc_joint mean used (no query_joint mean)")
-            if joint_mean is None:
-                raise ValueError("calibration: joint image+text queries need a query_joint or "
-                                 "doc_joint mean")
+        notes: list[str] = []
         before, _ = build_query_matrix(self.queries, mode=mode, alpha=alpha)
-        after, _ = build_query_matrix(self.queries, mode=mode, alpha=alpha,
-                                      text_mean=m.get("query_text"), image_mean=image_mean,
-                                      joint_mean=joint_mean)
+        # a query role without its own state borrows the doc role's (recorded in the notes)
+        used = self.calibration.apply(self.queries.select(mode), "query", notes)
+        after = fuse(used, method="joint" if mode == "joint" else "weighted", alpha=alpha)
         d, c = self.docs, self.centred_docs
         gap = modality_gap(
             doc_text=(d.text[d.has_text], l2_normalise(c.text[d.has_text])),
@@ -270,7 +269,10 @@ class Evaluator:
     def _search(self, qs: _QueryState, docs: np.ndarray) -> TopK:
         k = self._k()
         unimodal = ~(self.docs.has_text & self.docs.has_image)
-        if self.calibration.method == "pushdown":
+        if self.calibration.calibrator.push_down:
+            if self.retrieval_cfg["merge"] != SINGLE:
+                raise ValueError("calibration=pushdown ranks by its own rule; it takes no "
+                                 f"retrieval.merge (got {self.retrieval_cfg['merge']!r})")
             # Push-down (seed): all text docs by cosine, then every other doc by its own
             # cosine; scores 1 - i/100 by rank, as the seed writes them.
             parts = [self._search_rows(qs.after, docs, rows, k)[1]
@@ -278,6 +280,12 @@ class Evaluator:
             indices = np.concatenate(parts, axis=1)[:, :k]
             ranks = np.arange(indices.shape[1], dtype=np.float32)
             return TopK(np.broadcast_to(1 - ranks / 100, indices.shape).copy(), indices)
+        merge = self.retrieval_cfg["merge"]
+        if merge != SINGLE:
+            # each doc modality is its own index; their lists are merged (mixsearch.merge)
+            lists = [self._search_rows(qs.after, docs, self.docs.modalities == mod, k)
+                     for mod in sorted(set(self.docs.modalities.tolist()))]
+            return TopK(*merge_lists(lists, merge, k, self._id_rank, int(self.retrieval_cfg["rrf_k"])))
         if unimodal.all() or not unimodal.any():
             return TopK(*self._search_rows(qs.after, docs, np.ones(len(docs), bool), k))
         # Unimodal docs do not depend on the fusion options: search them once per query option,
@@ -323,7 +331,7 @@ class Evaluator:
         return (f["method"] in SWEEP_METHODS and 0.0 <= float(f["alpha"]) <= 1.0
                 and r["backend"] == "exact" and r.get("merge", "single") == "single"
                 and resolve_device(r["device"], "retrieval.device").type == "cpu"
-                and self.calibration.method != "pushdown"
+                and not self.calibration.calibrator.push_down
                 and self.metrics_cfg["ndcg_variant"] == "trec"
                 and bool((self.docs.has_text & self.docs.has_image).any()))
 
@@ -410,14 +418,26 @@ class Evaluator:
         cfg = self.corpus_cfg
         out: dict[str, Any] = {"mode": cfg["mode"], "n_docs": len(self.assignment),
                                "counts": modality_counts(self.assignment)}
+        if self.dropped:
+            out["n_dropped"] = len(self.dropped)
         if cfg["mode"] == "remix":
-            out.update(seed=cfg["seed"], ratio=list(cfg["ratio"]))
+            out.update(seed=cfg["seed"], ratio=list(cfg["ratio"]), order=cfg["order"])
         if cfg["mode"] == "replace":
             shots = sum(doc_image_key(r, "replace", cfg["replace_with"]) == "corpus/screenshot"
                         for r in self.bench.corpus if self.assignment[r.id] == "image")
-            out.update(seed=cfg["seed"], p=cfg["p"], replace_with=cfg["replace_with"],
+            out.update(seed=cfg["seed"], p=cfg["p"], replace_with=cfg["replace_with"], order=cfg["order"],
                        n_screenshots=int(shots))
         return out
+
+
+def _embedding_order(embs: dict[str, Embeddings]) -> list[str]:
+    """Doc ids in the row order of the corpus embeddings (text rows first, then image rows of
+    docs without text): the order precomputed files list them in."""
+    seen: dict[str, None] = {}
+    for key in ("corpus/text", "corpus/image"):
+        if key in embs:
+            seen.update(dict.fromkeys(embs[key].ids))
+    return list(seen)
 
 
 def _dim(embs: dict[str, Embeddings]) -> int:

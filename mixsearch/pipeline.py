@@ -3,6 +3,7 @@ score → record. The config is a plain dict (``run.py`` resolves the Hydra conf
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -82,7 +83,10 @@ def _needs_screenshots(bench: Benchmark, corpus_cfg: dict[str, Any]) -> bool:
 
 
 def _needs_pools(cal_cfg: dict[str, Any]) -> bool:
-    return cal_cfg.get("method", "none") == "gr" and cal_cfg.get("source", "auto") in ("train", "auto")
+    from mixsearch.calibrators import build_calibrator
+
+    method = build_calibrator(cal_cfg.get("method", "none"), cal_cfg.get("params"))
+    return method.fits_state and cal_cfg.get("source", "auto") in ("train", "auto")
 
 
 def joint_splits(fusion_cfg: dict[str, Any]) -> tuple[str, ...]:
@@ -94,6 +98,19 @@ def joint_splits(fusion_cfg: dict[str, Any]) -> tuple[str, ...]:
     if fusion_cfg.get("query") == "joint":
         out += ["queries", "calibration/queries"]
     return tuple(out)
+
+
+def resolve_fusion(fusion_cfg: dict[str, Any], encoder: Encoder) -> dict[str, Any]:
+    """``fusion.method=auto`` (and ``fusion.query=auto``) become ``joint`` for an encoder that
+    embeds image+text items jointly and ``weighted`` for one that does not: each model's own
+    recipe (VLM2Vec's rows of Table 1 are joint, the CLIP family's α-weighted), so one sweep
+    over both kinds of model runs each as its paper row did."""
+    joint = bool(getattr(encoder, "supports_joint", False))
+    out = dict(fusion_cfg)
+    for key in ("method", "query"):
+        if out.get(key) == "auto":
+            out[key] = "joint" if joint else "weighted"
+    return out
 
 
 def check_joint(encoder: Encoder, fusion_cfg: dict[str, Any]) -> None:
@@ -207,6 +224,30 @@ def calibration_pools(
     return {role: np.concatenate(parts) for role, parts in pools.items()}
 
 
+def skipped_items(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items that ``embed.on_missing=skip`` left out, from the extraction stats: one dict per
+    item with ``entry`` (``split/field``), ``id`` and ``reason``."""
+    out = []
+    for st in stats:
+        reasons = st.get("skip_reasons") or {}
+        out += [{"entry": st["entry"], "id": i, "reason": reasons.get(i, "unreadable")}
+                for i in st.get("skipped") or []]
+    return out
+
+
+def drop_skipped_queries(bench: Benchmark, skipped: list[dict[str, Any]]) -> Benchmark:
+    """The benchmark without queries whose image could not be read (with their qrels): such a
+    query cannot be asked as the benchmark poses it. Logged with the count and first ids."""
+    gone = {s["id"] for s in skipped if s["entry"] in ("queries/image", "queries/joint")}
+    if not gone:
+        return bench
+    log.warning("%d quer(y/ies) dropped from the evaluation: unreadable image (first: %s)",
+                len(gone), ", ".join(sorted(gone)[:5]))
+    return dataclasses.replace(
+        bench, queries=[q for q in bench.queries if q.id not in gone],
+        qrels={q: judged for q, judged in bench.qrels.items() if q not in gone})
+
+
 def encoder_compute(
     encoder: Encoder,
     bench: Benchmark,
@@ -264,20 +305,25 @@ def _fingerprint(encoder: Encoder) -> str:
 
 def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
     """Write each fitted mean vector as ``<role>.npy`` so later runs can reuse it with
-    ``calibration.source=files calibration.files.<role>=...``. Cross-fitted means (one row per
-    item, not one vector) are not reusable and are not written."""
-    vectors = {role: m for role, m in means.items() if m is not None and m.ndim == 1}
-    if not vectors:
+    ``calibration.source=files calibration.files.<role>=...`` (or ``calibration.state_dir``).
+    Cross-fitted means (one row per item, not one vector) are not reusable and are not written."""
+    return save_state(folder, {role: m for role, m in means.items() if m is not None and m.ndim == 1})
+
+
+def save_state(folder: Path, state: dict[str, np.ndarray]) -> dict[str, str]:
+    """Write each array of a calibration state as ``<key>.npy`` (atomically), reusable with
+    ``calibration.source=files calibration.state_dir=<folder>``. Returns key -> path."""
+    if not state:
         return {}
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for role, vec in sorted(vectors.items()):
-        path = folder / f"{role}.npy"
-        tmp = folder / f".{role}.npy.tmp"
+    for key, arr in sorted(state.items()):
+        path = folder / f"{key}.npy"
+        tmp = folder / f".{key}.npy.tmp"
         with open(tmp, "wb") as f:  # a file object keeps numpy from renaming the temp file
-            np.save(f, vec.astype(np.float32))
+            np.save(f, np.asarray(arr, dtype=np.float32))
         tmp.replace(path)
-        written[role] = str(path)
+        written[key] = str(path)
     return written
 
 
@@ -321,7 +367,10 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     bench = build_shared(cfg["dataset"], "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
     encoder = build_shared(cfg["model"], "model")
-    fusion_cfg = section(cfg, "fusion")
+    fusion_cfg = resolve_fusion(section(cfg, "fusion"), encoder)
+    if fusion_cfg != section(cfg, "fusion"):
+        log.info("fusion=auto: %s for %s", fusion_cfg["method"], encoder.name)
+        cfg = {**cfg, "fusion": {**cfg["fusion"], **fusion_cfg}}  # results record the choice
     check_joint(encoder, fusion_cfg)
     cache_dir = cfg["paths"].get("cache_dir")
     cache = EmbeddingCache(cache_dir) if cache_dir else None
@@ -340,15 +389,33 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
         return {}
 
     pools = calibration_pools(encoder, bench, embs, cal_cfg, cache, embed_cfg)
+    # embed.on_missing=skip: unreadable items leave the evaluation, named in metrics.json
+    skipped = skipped_items(stats)
+    eval_bench = drop_skipped_queries(bench, skipped)
     evaluator = Evaluator(
-        bench, embs, corpus=corpus_cfg, calibration=cal_cfg, retrieval=section(cfg, "retrieval"),
-        metrics=section(cfg, "metrics"), pools=pools,
+        eval_bench, embs, corpus=corpus_cfg, calibration=cal_cfg,
+        retrieval=section(cfg, "retrieval"), metrics=section(cfg, "metrics"), pools=pools,
+        skipped_docs={s["id"]: s["reason"] for s in skipped
+                      if s["entry"] in ("corpus/image", "corpus/joint")},
     )
+    for s in skipped:
+        split = s["entry"].split("/")[0]
+        s["dropped"] = split == "queries" or s["id"] in evaluator.dropped
+    if evaluator.dropped:
+        log.warning("%d doc(s) dropped from the evaluated corpus: unreadable image (first: %s); "
+                    "their qrels still count", len(evaluator.dropped),
+                    ", ".join(sorted(evaluator.dropped)[:5]))
     result = evaluator.run(fusion_cfg)
     out = result.to_json()
-    mean_files = save_means(run_dir / "means", evaluator.calibration.means)
-    if mean_files:
-        out["calibration"]["mean_files"] = mean_files
+    cal = evaluator.calibration
+    if cal.method == "gr":
+        mean_files = save_means(run_dir / "means", cal.means)
+        if mean_files:
+            out["calibration"]["mean_files"] = mean_files
+            out["calibration"]["state_dir"] = str(run_dir / "means")
+    elif cal.reusable_state:
+        out["calibration"]["state_files"] = save_state(run_dir / "calibration_state", cal.reusable_state)
+        out["calibration"]["state_dir"] = str(run_dir / "calibration_state")
     out["benchmark"] = {"name": bench.name, "n_queries": len(bench.queries),
                         "n_docs": len(bench.corpus), **{k: v for k, v in bench.meta.items()
                                                           if isinstance(v, (str, int, float, type(None)))}}
@@ -357,6 +424,7 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     out["encoder"] = {**encoder.describe(), "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
                         "text_stats": encoder.text_stats()}
+    out["skipped"] = skipped
     out["config"] = cfg
     out["config_warnings"] = warnings
     out["versions"] = package_versions()

@@ -51,16 +51,23 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class When:
-    """An option applies only when option ``key`` of its section is (not) one of ``values``."""
+    """An option applies only when option ``key`` of its section is (not) one of ``values``,
+    or, given ``test``, when ``test(value of key)`` holds (``label`` says which values)."""
 
     key: str
-    values: tuple[str, ...]
+    values: tuple[str, ...] = ()
     negate: bool = False
+    test: Callable[[Any], bool] | None = None
+    label: str = ""
 
     def holds(self, values: Mapping[str, Any]) -> bool:
+        if self.test is not None:
+            return self.test(values.get(self.key))
         return (values.get(self.key) in self.values) != self.negate
 
     def describe(self, section: str) -> str:
+        if self.label:
+            return f"{section}.{self.key} {self.label}"
         if self.negate:
             return f"{section}.{self.key} other than {' / '.join(self.values)}"
         if self.key in ("mode", "method") and len(self.values) == 1:
@@ -124,7 +131,26 @@ def _device(value: Any) -> str | None:
 
 # ---- sections ------------------------------------------------------------------------------
 
-_FITS = When("method", ("none", "pushdown"), negate=True)  # methods that fit no means
+def _fits_state(method: Any) -> bool:
+    """The calibration method fits a state (so sources, folds, files apply); from its registry.
+    An unknown method counts as fitting: its own check names it."""
+    from mixsearch.calibrators import available_calibrators, build_calibrator
+
+    if method not in available_calibrators():
+        return True
+    try:
+        return bool(build_calibrator(method).fits_state)
+    except ValueError:  # parameters required: the class attribute says it
+        return True
+
+
+def _with_auto(module: str, attr: str) -> Callable[[], Iterable[str]]:
+    """A registry's names plus ``auto`` (resolved per encoder by the pipeline)."""
+    names = _registry(module, attr)
+    return lambda: (*names(), "auto")
+
+
+_FITS = When("method", test=_fits_state, label="that fits a state (not none / pushdown)")
 
 
 @dataclass
@@ -137,6 +163,10 @@ class CorpusConfig:
     p: float = opt(0.0, lo=0.0, hi=1.0, when=When("mode", ("replace",)))
     replace_with: str = opt("auto", choices=_registry("mixsearch.corpus", "REPLACE_WITH"),
                             when=When("mode", ("replace",)))
+    # document order the seeded permutation runs over: records (corpus.jsonl) | embeddings (the
+    # row order of precomputed embeddings, as the seed code's .pt files)
+    order: str = opt("records", choices=_registry("mixsearch.corpus", "CORPUS_ORDERS"),
+                     when=When("mode", ("remix", "replace")))
 
 
 @dataclass
@@ -144,22 +174,29 @@ class CalibrationConfig:
     """Modality-gap calibration (:mod:`mixsearch.calibration`). ``train_sets`` is read by the
     pipeline, which turns it into calibration pools."""
 
-    method: str = opt("none", choices=_registry("mixsearch.calibration", "METHODS"))
+    method: str = opt("none", choices=_registry("mixsearch.calibrators", "available_calibrators"))
+    # options of the method (checked against its signature by validate)
+    params: dict[str, Any] = opt({})
     source: str = opt("auto", choices=_registry("mixsearch.calibration", "SOURCES"), when=_FITS)
     folds: int = opt(5, lo=2, when=(_FITS, When("source", ("auto", "crossfit"))))
     seed: int = opt(0, when=(_FITS, When("source", ("auto", "crossfit"))))
     files: dict[str, str | None] = opt(
         dict.fromkeys(ROLES), when=(_FITS, When("source", ("files",))), check=_files)
     train_sets: list[Any] = opt([], when=(_FITS, When("source", ("auto", "train"))))
+    # source=files, any method: the folder of .npy state files a run wrote
+    state_dir: str | None = opt(None, when=(_FITS, When("source", ("files",))))
+    # train / transductive: fit on at most this many random rows per role (and pairs)
+    max_samples: int | None = opt(None, lo=1, when=(_FITS, When("source", ("auto", "train", "transductive"))))
 
 
 @dataclass
 class FusionConfig:
     """Image+text fusion (:mod:`mixsearch.fusion`); ``alpha`` is the text weight."""
 
-    method: str = opt("weighted", choices=_registry("mixsearch.fusion", "FUSION_METHODS"))
+    # auto: joint for encoders that embed image+text jointly, weighted otherwise (pipeline)
+    method: str = opt("weighted", choices=_with_auto("mixsearch.fusion", "FUSION_METHODS"))
     alpha: float = opt(0.5, lo=0.0, hi=1.0, when=When("method", ("joint",), negate=True))
-    query: str = opt("weighted", choices=_registry("mixsearch.fusion", "QUERY_MODES"))
+    query: str = opt("weighted", choices=_with_auto("mixsearch.fusion", "QUERY_MODES"))
     query_alpha: float = opt(0.5, lo=0.0, hi=1.0, when=When("query", ("weighted",)))
 
 
@@ -173,6 +210,10 @@ class RetrievalConfig:
     device: str = opt("auto", check=_device)
     # order of equal scores: trec (doc id descending, as trec_eval sorts) | id_asc
     ties: str = opt("trec", choices=_registry("mixsearch.retrieval", "TIES"))
+    # single (one index over every doc) | zscore | rrf: per-modality lists merged (merge.py)
+    merge: str = opt("single", choices=_registry("mixsearch.merge", "available_merges"))
+    # the k of reciprocal rank fusion, 1 / (rrf_k + rank)
+    rrf_k: int = opt(60, lo=1, when=When("merge", ("rrf",)))
 
 
 @dataclass
@@ -196,6 +237,8 @@ _EMBED_RULES: dict[str, dict[str, Any]] = {
     "shard": {"lo": 0},
     "num_shards": {"lo": 1},
     "on_missing": {"choices": ("error", "skip")},
+    "image_key": {"choices": _registry("mixsearch.embed.cache", "IMAGE_KEYS")},
+    "lock_timeout": {"lo": 0},
 }
 # embed_records arguments that the pipeline supplies, not the config
 _EMBED_INTERNAL = {"encoder", "records", "field", "cache", "dataset_key", "split", "role", "stats"}
@@ -413,7 +456,15 @@ def validate(cfg: Mapping[str, Any], *, overrides: Sequence[str] | None = None) 
     for name in ("dataset", "model"):
         if cfg.get(name) is not None:
             check_target(cfg[name], name)
-    for i, item in enumerate((checked.get("calibration") or {}).get("train_sets") or []):
+    calibration = checked.get("calibration") or {}
+    if calibration:
+        from mixsearch.calibrators import build_calibrator
+
+        try:  # the method's parameters bind to its signature
+            build_calibrator(calibration["method"], calibration["params"])
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+    for i, item in enumerate(calibration.get("train_sets") or []):
         _train_set(item, f"calibration.train_sets[{i}]")
     return warnings
 

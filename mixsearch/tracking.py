@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from mixsearch.jobinfo import benchmark_kind, model_display_name, read_job_info, sweep_group
+
 _PACKAGES = (
     "mixsearch", "torch", "torchvision", "open_clip_torch", "transformers", "datasets",
     "numpy", "hydra-core", "faiss-cpu", "wandb",
@@ -218,12 +220,6 @@ def _scalars(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def sweep_group(run_dir: str | Path) -> str | None:
-    """Name of the sweep a job dir belongs to (its parent holds Hydra's ``multirun.yaml``)."""
-    parent = Path(run_dir).resolve().parent
-    return parent.name if (parent / "multirun.yaml").is_file() else None
-
-
 class CsvTracker(Tracker):
     """Appends every run's results to one long-format CSV ledger shared by all jobs.
 
@@ -262,18 +258,25 @@ class CsvTracker(Tracker):
 
 
 class WandbTracker(Tracker):
-    """One W&B run per job: config, summary metrics, per-modality tables and figures.
+    """One W&B run per job: config, summary metrics, per-modality tables, figures and the
+    result files as an artifact.
+
+    W&B's own environment variables apply to what is left unset (None): ``WANDB_MODE``
+    (default online), ``WANDB_PROJECT`` (default ``mixsearch``), ``WANDB_ENTITY`` (default:
+    the logged-in user's) and ``WANDB_DIR`` (default: the run dir). A value given here wins.
 
     Args:
         run_dir: the job's directory; W&B files go to ``<dir or WANDB_DIR or run_dir>/wandb``.
         project: W&B project.
-        entity: W&B entity (team or user); None = the default of the logged-in user.
-        mode: ``online`` | ``offline`` | ``disabled``.
-        group: runs of one sweep share a group (default: the sweep dir's name).
-        tags: run tags (e.g. the experiment's name).
-        name: run name (default: the job's overrides).
-        job_type: ``eval`` for jobs, ``report`` for the paper report.
-        config: the resolved config recorded with the run.
+        entity: W&B entity (team or user).
+        mode: ``online`` | ``offline`` | ``disabled`` (also W&B's aliases ``dryrun``, ``run``,
+            ``shared``).
+        group: runs of one sweep share a group.
+        tags: run tags (benchmark, experiment, ...).
+        name: run name.
+        job_type: ``eval`` for jobs, ``sweep`` for a multirun's summary, ``report`` for the
+            paper report.
+        config: the config recorded with the run.
         dir: where W&B writes its files, overriding ``WANDB_DIR``.
     """
 
@@ -281,9 +284,9 @@ class WandbTracker(Tracker):
         self,
         run_dir: str | Path,
         *,
-        project: str,
+        project: str | None = None,
         entity: str | None = None,
-        mode: str = "online",
+        mode: str | None = None,
         group: str | None = None,
         tags: list[str] | tuple[str, ...] = (),
         name: str | None = None,
@@ -293,14 +296,18 @@ class WandbTracker(Tracker):
     ) -> None:
         import wandb
 
-        if mode not in ("online", "offline", "disabled"):
-            raise ValueError(f"logger.mode: {mode!r} is not one of online, offline, disabled")
+        option = "logger.mode" if mode else "WANDB_MODE"
+        mode = mode or os.environ.get("WANDB_MODE") or "online"
+        if mode not in _WANDB_MODES:
+            raise ValueError(f"{option}: {mode!r} is not one of {', '.join(_WANDB_MODES)}")
         self._wandb = wandb
+        self.run_dir = Path(run_dir)
         wandb_dir = Path(dir or os.environ.get("WANDB_DIR") or run_dir)
         wandb_dir.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
-            project=project, entity=entity, mode=mode, group=group, tags=list(tags), name=name,
-            job_type=job_type, config=config, dir=str(wandb_dir),
+            project=project or os.environ.get("WANDB_PROJECT") or "mixsearch",
+            entity=entity or os.environ.get("WANDB_ENTITY") or None, mode=mode, group=group,
+            tags=list(tags), name=name, job_type=job_type, config=config, dir=str(wandb_dir),
         )
 
     def log_result(self, result: dict[str, Any], per_query: pd.DataFrame) -> None:
@@ -313,10 +320,47 @@ class WandbTracker(Tracker):
         if isinstance(share.get("topk"), dict):
             frame = pd.DataFrame({"topk": share["topk"], "corpus": share.get("corpus", {})})
             self.log_table("topk_modality_share", frame.rename_axis("modality").reset_index())
+        self.log_files("results", "results", result_files(self.run_dir))
 
     def log_table(self, name: str, frame: pd.DataFrame) -> None:
         """Log a data frame as a ``wandb.Table``."""
         self.run.log({name: self._wandb.Table(dataframe=frame)})
+
+    def log_files(self, name: str, kind: str, files: list[Path]) -> None:
+        """Log ``files`` as one artifact ``<name>-<run id>`` of type ``kind``; paths keep their
+        place under the run dir (``means/doc_text.npy``)."""
+        if not files:
+            return
+        art = self._wandb.Artifact(f"{name}-{self.run.id}", type=kind)
+        for path in files:
+            art.add_file(str(path), name=_relative(path, self.run_dir))
+        self.run.log_artifact(art)
+
+    def log_curves(self, sweep: pd.DataFrame, x: str, metric: str, series: list[str]) -> None:
+        """Line plots of ``metric`` against the swept value ``x``, one line per combination of
+        the ``series`` columns: logged as history (``x`` is the step metric of
+        ``curves/<x>/<series>``, so the workspace draws native line charts) and as one
+        ``wandb.plot.line`` chart ``curves/<x>/chart`` (dots in ``x`` become ``_``)."""
+        data = sweep.assign(_x=pd.to_numeric(sweep[x], errors="coerce")).dropna(subset=["_x", metric])
+        if data.empty:
+            return
+        if series:
+            label = data[series].astype(str).apply(
+                lambda r: ",".join(f"{k}={v}" for k, v in r.items()), axis=1)
+        else:
+            label = pd.Series(metric, index=data.index)
+        data = data.assign(_series=label.str.replace("/", ":"))
+        # W&B reads dots in metric names as nesting: fusion.alpha -> fusion_alpha
+        step = x.replace(".", "_")
+        self.run.define_metric(step, hidden=False)
+        self.run.define_metric(f"curves/{step}/*", step_metric=step)
+        for xv, rows in data.sort_values("_x").groupby("_x", sort=True):
+            row = {f"curves/{step}/{s}": float(v) for s, v in zip(rows["_series"], rows[metric], strict=True)}
+            self.run.log({step: float(xv), **row})
+        table = self._wandb.Table(dataframe=pd.DataFrame(
+            {step: data["_x"], metric: data[metric].astype(float), "series": data["_series"]}))
+        self.run.log({f"curves/{step}/chart": self._wandb.plot.line(
+            table, step, metric, stroke="series", title=f"{metric} vs {x}")})
 
     def log_figure(self, name: str, path: str | Path) -> None:
         self.run.log({f"figures/{name}": self._wandb.Image(str(path))})
@@ -329,27 +373,100 @@ class WandbTracker(Tracker):
         self.run.finish(exit_code=0 if ok else 1)
 
 
-def _job_name(run_dir: Path) -> str:
-    """The job's Hydra overrides (``calibration=gr,corpus.p=0.5``), else the run dir's name."""
-    overrides = run_dir / ".hydra" / "overrides.yaml"
-    if overrides.is_file():
-        import yaml
+_WANDB_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")
+#: Result files of a run dir that go into its W&B artifact (when present).
+RESULT_FILES = ("metrics.json", "per_query.csv", "run.trec")
 
-        items = yaml.safe_load(overrides.read_text(encoding="utf-8")) or []
-        if items:
-            return ",".join(str(i) for i in items)
-    return run_dir.name
+
+def result_files(run_dir: str | Path) -> list[Path]:
+    """The result files of a run: :data:`RESULT_FILES` and the fitted means (``means/*.npy``)."""
+    run_dir = Path(run_dir)
+    files = [run_dir / f for f in RESULT_FILES if (run_dir / f).is_file()]
+    return files + sorted((run_dir / "means").glob("*.npy"))
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return path.name
+
+
+def wandb_run_facts(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """Group, tags, name and config of a job's W&B run from its config and Hydra files.
+
+    The config gains ``choices`` (Hydra's config-group choices: ``choices.model``,
+    ``choices.dataset``, ...), ``model_name`` (readable), ``model_calibration``
+    (``CLIP-B/16 · gr``, what dashboards group by) and ``overrides``. Tags add
+    ``bench:<toy|mixbench|beir|...>`` and ``experiment:<name>``; the group is the sweep's
+    (unique per sweep dir); the name is the swept overrides only (all overrides for a single
+    run). ``logger.group``, ``logger.tags`` (added to) and ``logger.run_name`` win.
+    """
+    lg = cfg.get("logger") or {}
+    info = read_job_info(run_dir)
+    tags = list(lg.get("tags") or [])
+    tags.append(f"bench:{benchmark_kind(info.choices.get('dataset'), cfg.get('dataset'))}")
+    if info.choices.get("experiment"):
+        tags.append(f"experiment:{info.choices['experiment']}")
+    name = (lg.get("run_name") or ",".join(info.swept_overrides) or ",".join(info.overrides)
+            or Path(run_dir).name)
+    model_name = model_display_name(info.choices.get("model"), cfg.get("model"))
+    calibration = info.choices.get("calibration") or (cfg.get("calibration") or {}).get("method") or "none"
+    config = {**cfg, "choices": info.choices, "overrides": info.overrides, "model_name": model_name,
+              "model_calibration": f"{model_name} · {calibration}"}
+    group = lg.get("group") or (sweep_group(info.sweep_dir) if info.sweep_dir else None)
+    return {"group": group, "tags": list(dict.fromkeys(tags)), "name": name, "config": config}
 
 
 def _wandb_from_cfg(cfg: dict[str, Any], run_dir: str | Path) -> WandbTracker:
     lg = cfg["logger"]
-    run_dir = Path(run_dir)
     return WandbTracker(
-        run_dir, project=lg.get("project") or "mixsearch", entity=lg.get("entity"),
-        mode=lg.get("mode", "online"), group=lg.get("group") or sweep_group(run_dir),
-        tags=lg.get("tags") or (), name=lg.get("run_name") or _job_name(run_dir),
-        job_type=lg.get("job_type", "eval"), config=cfg, dir=lg.get("dir"),
+        run_dir, project=lg.get("project"), entity=lg.get("entity"), mode=lg.get("mode"),
+        job_type=lg.get("job_type", "eval"), dir=lg.get("dir"), **wandb_run_facts(cfg, run_dir),
     )
+
+
+def log_sweep_to_wandb(
+    logger_cfg: dict[str, Any], sweep_dir: str | Path, summary: pd.DataFrame,
+    choices: dict[str, str], swept: list[str], metric: str = "ndcg@10",
+) -> None:
+    """One W&B run (``job_type=sweep``) in the sweep's group: the sweep table, a line plot of
+    ``metric`` against each numeric swept value (one line per combination of the other swept
+    values) and the summary files as an artifact.
+
+    Args:
+        logger_cfg: the multirun's ``logger`` section.
+        sweep_dir: the sweep dir (holds ``summary.csv``).
+        summary: the sweep table (:func:`mixsearch.callbacks.summary_frame`).
+        choices: the multirun's config-group choices.
+        swept: the swept keys (:func:`mixsearch.jobinfo.swept_keys`).
+        metric: the metric of the curves.
+    """
+    sweep_dir = Path(sweep_dir)
+    tags = list(logger_cfg.get("tags") or [])
+    tags.append(f"bench:{benchmark_kind(choices.get('dataset'))}")
+    if choices.get("experiment"):
+        tags.append(f"experiment:{choices['experiment']}")
+    group = logger_cfg.get("group") or sweep_group(sweep_dir)
+    tracker = WandbTracker(
+        sweep_dir, project=logger_cfg.get("project"), entity=logger_cfg.get("entity"),
+        mode=logger_cfg.get("mode"), group=group, tags=list(dict.fromkeys(tags)),
+        name=f"sweep {group}", job_type="sweep", dir=logger_cfg.get("dir"),
+        config={"choices": {k: v for k, v in choices.items() if k not in swept}, "swept": swept,
+                "sweep_dir": str(sweep_dir)},
+    )
+    ok = summary[summary["status"] == "ok"]
+    tracker.run.summary.update({"jobs": len(summary), "jobs_not_ok": int(len(summary) - len(ok))})
+    tracker.log_table("sweep", summary.astype({c: str for c in summary.columns
+                                               if summary[c].dtype == object}))
+    columns = [k for k in swept if k in ok.columns]
+    if metric in ok.columns:
+        for x in columns:
+            if pd.to_numeric(ok[x], errors="coerce").notna().all():
+                tracker.log_curves(ok, x, metric, [c for c in columns if c != x])
+    tracker.log_files("sweep", "sweep", [p for p in (sweep_dir / "summary.csv", sweep_dir / "summary.md",
+                                                     sweep_dir / "multirun.yaml") if p.is_file()])
+    tracker.finish(ok=len(ok) == len(summary))
 
 
 def _csv_from_cfg(cfg: dict[str, Any], run_dir: str | Path) -> CsvTracker:

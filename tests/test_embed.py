@@ -183,6 +183,7 @@ def test_crash_mid_write_leaves_only_temp_files_and_rerun_computes_missing_part(
     names = sorted(p.name for p in entry.iterdir() if not p.name.endswith(".lock"))
     temps = [n for n in names if n.endswith(".tmp")]
     assert [n for n in names if not n.endswith(".tmp")] == [
+        "layout.json",
         "part-00000.ids.json",
         "part-00000.npy",
         "part-00001.ids.json",
@@ -414,7 +415,8 @@ def test_embed_benchmark_with_precomputed_source(tmp_path):
         embed_benchmark(src, bench, cache=None)
     src.table[("corpus", "image")] = rows(["d2", "d1"])
     embs, stats = embed_benchmark(src, bench, cache=None)
-    assert embs["queries/text"].ids == ["q0", "q1"]
-    np.testing.assert_array_equal(embs["queries/text"].vectors, [[0.0, 1.0], [2.0, 3.0]][::-1])
+    # rows keep the source's order (corpus.order=embeddings follows it), minus unused ids
+    assert embs["queries/text"].ids == ["q1", "q0"]
+    np.testing.assert_array_equal(embs["queries/text"].vectors, [[0.0, 1.0], [2.0, 3.0]])
     assert embs["corpus/image"].vectors.dtype == np.float32
     assert all(s["encoded_items"] == 0 for s in stats)

@@ -373,7 +373,7 @@ def test_registry(hf_dirs: dict[str, str]) -> None:
     assert isinstance(enc, HFEncoder) and enc.dim == 16
     with pytest.raises(
         EncoderError,
-        match=r"unknown encoder backend 'clip'; known: \[.*'hf', 'open_clip', 'precomputed'",
+        match=r"unknown encoder backend 'clip'; known: \[.*'hf', 'mteb', 'open_clip', 'precomputed', 'st', 'toy', 'vlm2vec'",
     ):
         build_encoder("clip")
     with pytest.raises(EncoderError, match="encoder backend 'hf': bad options.*'resolution'"):

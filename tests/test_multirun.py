@@ -62,12 +62,20 @@ def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
     for i, code in ((0, 0), (1, 0), (2, 1)):
         run = read_offline_run(sweep / str(i))
         assert run["exit_code"] == code
-        assert run["run"].run_group == "sweep" and list(run["run"].tags) == ["test"]
-        assert run["config"]["calibration"]["source"] == ["auto", "transductive", "files"][i]
+        source = ["auto", "transductive", "files"][i]
+        assert run["run"].run_group == f"{tmp_path.name}/sweep"
+        assert list(run["run"].tags) == ["test", "bench:toy"]
+        assert run["run"].display_name == f"calibration.source={source}"  # the swept override only
+        assert run["config"]["calibration"]["source"] == source
+        assert run["config"]["choices"]["dataset"] == "toy"
         if code == 0:
             metrics = json.loads((sweep / str(i) / "metrics.json").read_text())["metrics"]
             assert run["summary"]["ndcg@10"] == metrics["ndcg@10"]
             assert "by_target_modality/path" in run["summary"]
+    # the multirun's own run: the sweep table, marked failed as one job failed
+    summary_run = read_offline_run(sweep)
+    assert summary_run["run"].job_type == "sweep" and summary_run["exit_code"] == 1
+    assert summary_run["summary"]["jobs"] == 3 and summary_run["summary"]["jobs_not_ok"] == 1
 
 
 def test_sweep_exits_non_zero_after_every_job_ran(tmp_path, shared):

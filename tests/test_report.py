@@ -191,8 +191,13 @@ def test_report_all_figures_toy_names_not_comparable(tmp_path):
     for r in fig3.to_dict("records"):
         assert r["ndcg@10"] == json.loads((Path(r["run_dir"]) / "metrics.json").read_text())["metrics"]["ndcg@10"]
     md = (sweep / "table1.md").read_text()
-    assert "Not comparable with the paper" in md and "| GR-toy |" in md
+    assert "Not comparable with the paper" in md and "# Table 1 (toy benchmark, not the paper's data)" in md
+    # one display name per model; GR rows say where their means come from
+    assert "| toy CLIP | – |" in md and "| GR-toy CLIP | cross-fitted means (not the paper's recipe) |" in md
     assert pd.read_csv(sweep / "table1.csv")["paper"].isna().all()
+    report_md = (sweep / "report.md").read_text()
+    for name in ("figure2", "figure3", "figure4"):
+        assert f"![{name}]({name}.png)" in report_md  # embedded, not only linked
 
 
 def test_report_errors_name_the_problem(tmp_path, capsys):
@@ -230,7 +235,7 @@ def test_report_logged_to_wandb_offline(tmp_path, monkeypatch):
     assert report.main([str(sweep), "--figures", "table1", "figure4", "--wandb",
                         "--wandb-mode", "offline"]) == 0
     run = read_offline_run(tmp_path / "wb")
-    assert run["exit_code"] == 0 and run["run"].run_group == "sweep"
+    assert run["exit_code"] == 0 and run["run"].run_group == f"{tmp_path.name}/sweep"
     assert Image.open(run["files"] / run["summary"]["figures/figure4/path"]).format == "PNG"
     table = json.loads((run["files"] / run["summary"]["table1/path"]).read_text())
     assert len(table["data"]) == 8 * 3 and "paper" in table["columns"]
@@ -309,3 +314,49 @@ def test_compare_cli_json_and_self_comparison(tmp_path, capsys):
     assert f"{tmp_path / 'none' / 'per_query.csv'}: no such file" in capsys.readouterr().err
     assert report.main(["compare", str(a), str(b), "--metric", "mrr@10"]) == 2
     assert "per_query.csv: per-query table has no 'mrr@10' column" in capsys.readouterr().err
+
+
+def test_modality_figure_and_figure_cis_from_per_query_scores(tmp_path):
+    from mixsearch import stats
+
+    sweep = tmp_path / "sweep"
+    scores = {"text": [0.9, 0.8, 1.0, 0.7], "image": [0.0, 0.1, 0.3, 0.2]}
+    for n, cal in enumerate(("none", "gr")):
+        job = make_job(sweep, n, model="clip_l14", calibration=cal, subset="MSCOCO", metrics=_metrics(n))
+        result = json.loads((job / "metrics.json").read_text())
+        result["by_target_modality"] = {m: {"n_queries": 4, "ndcg@10": sum(v) / 4 + n / 10}
+                                        for m, v in scores.items()}
+        (job / "metrics.json").write_text(json.dumps(result))
+        pd.DataFrame({"qid": [f"q{i}" for i in range(8)],
+                      "target_modality": ["text"] * 4 + ["image"] * 4,
+                      "ndcg@10": [v + n / 10 for v in scores["text"] + scores["image"]]}
+                     ).to_csv(job / "per_query.csv", index=False)
+    assert report.main([str(sweep), "--figures", "table1", "figure4", "modality"]) == 0
+    modality = pd.read_csv(sweep / "modality.csv")
+    assert len(modality) == 4 and set(modality["model_name"]) == {"CLIP-L/14-224"}
+    image_gr = modality[(modality["calibration"] == "gr") & (modality["target_modality"] == "image")].iloc[0]
+    assert image_gr["ndcg@10"] == pytest.approx(0.15 + 0.1)
+    assert (image_gr["ndcg@10_ci_low"], image_gr["ndcg@10_ci_high"]) == stats.mean_ci(
+        [v + 0.1 for v in scores["image"]])
+    assert (sweep / "modality.png").stat().st_size > 0
+    # figure 4 carries the whole run's CI; the 224-px CLIP-L/14 is not the paper's row
+    fig4 = pd.read_csv(sweep / "figure4.csv")
+    assert (fig4["ndcg@10_ci_low"] < fig4["ndcg@10_ci_high"]).all()
+    assert "| CLIP-L/14-224 |" in (sweep / "table1.md").read_text()
+    assert "![modality](modality.png)" in (sweep / "report.md").read_text()
+
+
+def test_setting1_axis_stretches_p_near_one():
+    import matplotlib.pyplot as plt
+
+    from experiments.plots import _near_one_axis
+
+    fig, ax = plt.subplots()
+    _near_one_axis(ax)
+    ax.plot([0.0, 1.0], [0.0, 1.0])
+    to_axes = (ax.transData + ax.transAxes.inverted()).transform
+    x = {p: to_axes((p, 0.5))[0] for p in (0.0, 0.9, 0.99, 1.0)}
+    plt.close(fig)
+    assert x[0.0] == pytest.approx(0.0, abs=1e-9) and x[1.0] == pytest.approx(1.0)
+    # the last 10 % of p take over half of the axis; 0.99 -> 1 keeps a visible gap
+    assert x[1.0] - x[0.9] > 0.5 and x[1.0] - x[0.99] > 0.2

@@ -31,11 +31,15 @@ def _truncated(run: dict[str, dict[str, float]], k: int) -> dict[str, dict[str, 
     return {q: dict(list(docs.items())[:k]) for q, docs in run.items()}
 
 
-@pytest.mark.parametrize("calibration,alpha", [("none", 0.5), ("gr", 0.3), ("gr", 1.0)])
-def test_run_file_scored_by_pytrec_eval_gives_the_metrics(calibration: str, alpha: float) -> None:
+@pytest.mark.parametrize("calibration,alpha,merge", [
+    ("none", 0.5, "single"), ("gr", 0.3, "single"), ("gr", 1.0, "single"),
+    ("gr", 0.5, "rrf"),  # merged lists: many equal scores, ordered as trec_eval orders ties
+    ("none", 0.5, "zscore"),
+])
+def test_run_file_scored_by_pytrec_eval_gives_the_metrics(calibration: str, alpha: float, merge: str) -> None:
     bench, embs, pools = synthetic(query_images=True)
-    result = Evaluator(bench, embs, calibration={"method": calibration}, pools=pools).run(
-        {"alpha": alpha})
+    result = Evaluator(bench, embs, calibration={"method": calibration}, pools=pools,
+                       retrieval={"merge": merge}).run({"alpha": alpha})
     text = trec_run_text(result.ranked, result.scores)
     run = _read_run(text)
     assert len(text.splitlines()) == sum(len(v) for v in result.ranked.values())

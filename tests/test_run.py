@@ -155,6 +155,34 @@ def test_setting1_on_a_text_only_corpus_renders_and_caches_screenshots(
     assert "all 45 items taken from the cache" in second.stdout  # rendering is deterministic
 
 
+def test_wandb_offline_from_the_environment(tmp_path: Path, shared_data: Path) -> None:
+    """`WANDB_MODE=offline python run.py -m logger=wandb ...`: no API key needed; each job's W&B
+    config holds Hydra's choices; the multirun adds a sweep run with the alpha curves."""
+    from test_tracking import _decode
+
+    env = _env(tmp_path, shared_data)
+    env.update(WANDB_MODE="offline", WANDB_DIR=str(tmp_path / "wb"), WANDB_PROJECT="e2e")
+    env.pop("WANDB_API_KEY", None)
+    _run(["-m", "logger=wandb", "calibration=gr", "fusion.alpha=0.0,1.0"], env)
+    runs = {}
+    for d in (tmp_path / "wb" / "wandb").glob("offline-run-*"):
+        (log,) = d.glob("run-*.wandb")
+        run = _decode(log.read_bytes(), d)
+        runs[run["run"].display_name] = run
+    assert sorted(runs) == ["fusion.alpha=0.0", "fusion.alpha=1.0", f"sweep {runs['fusion.alpha=0.0']['run'].run_group}"]
+    job = runs["fusion.alpha=1.0"]
+    assert job["run"].project == "e2e"
+    assert job["config"]["choices"]["model"] == "toy" and job["config"]["choices"]["calibration"] == "gr"
+    assert job["config"]["model_name"] == "toy CLIP"
+    assert "bench:toy" in job["run"].tags
+    assert job["summary"]["ndcg@10"] == json.loads((Path(job["config"]["paths"]["output_dir"]) / "metrics.json")
+                                                   .read_text())["metrics"]["ndcg@10"]
+    sweep = runs[f"sweep {job['run'].run_group}"]
+    curve = [(r["fusion_alpha"], r["curves/fusion_alpha/ndcg@10"]) for r in sweep["rows"]
+             if "curves/fusion_alpha/ndcg@10" in r]
+    assert curve == [(0.0, runs["fusion.alpha=0.0"]["summary"]["ndcg@10"]), (1.0, job["summary"]["ndcg@10"])]
+
+
 def test_joint_fusion_with_a_dual_encoder_fails_before_extraction(tmp_path: Path, shared_data: Path) -> None:
     env = _env(tmp_path, shared_data)
     proc = _run(["fusion=joint"], env, ok=False)

@@ -106,12 +106,17 @@ def test_types_are_checked_while_composing() -> None:
         ("device=gpu", "device"),
         ("main_metric=ndcg@3", "main_metric"),
         ("logger.name=tensorboard", "logger.name"),
+        ("calibration=i0t", None),
+        ("+calibration.params.eps=0", "calibration.params"),  # gr takes no parameters
+        ("retrieval.merge=borda", "retrieval.merge"),
+        ("corpus.order=shuffled", "corpus.order"),
+        ("embed.image_key=inode", "embed.image_key"),
         ("+model.checkpont=x", "model"),
         ("dataset.subset=ToyCOCO", None),
     ],
 )
 def test_values_are_checked_naming_the_option(override: str, option: str | None, tmp_path: Path) -> None:
-    cfg = _resolved([override], tmp_path)
+    cfg = _resolved([override, "calibration.method=gr"] if "params" in override else [override], tmp_path)
     if option is None:
         assert validate(cfg, overrides=[override]) == []
         return
@@ -150,7 +155,8 @@ def test_inactive_option_with_a_swept_mode_is_a_named_warning(tmp_path: Path, ca
     with caplog.at_level(logging.WARNING, logger="mixsearch.schema"):
         warnings = validate(cfg, overrides=overrides)
     assert warnings == ["calibration.source='crossfit' has no effect: it applies with "
-                        "calibration.method other than none / pushdown, but calibration.method='none'"]
+                        "calibration.method that fits a state (not none / pushdown), "
+                        "but calibration.method='none'"]
     assert warnings[0] in caplog.text
     # in library use (no command line) it is a warning as well
     assert section_options("corpus", {"mode": "released", "p": 0.2}, warnings=(w := [])) and w

@@ -7,12 +7,13 @@ import struct
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from PIL import Image
 
-from mixsearch.tracking import CsvTracker, WandbTracker, flatten, start_tracker
+from mixsearch.tracking import CsvTracker, WandbTracker, flatten, log_sweep_to_wandb, start_tracker
 
 RESULT = {
     "metrics": {"ndcg@10": 0.6180339887, "ndcg@100": 0.7, "recall@1": 0.5, "mrr@10": 0.55},
@@ -61,7 +62,8 @@ def _decode(data: bytes, run_dir: Path) -> dict:
             rec = pb.Record()
             rec.ParseFromString(pending)
             records.append(rec)
-    out: dict = {"config": {}, "summary": {}, "history": {}, "files": run_dir / "files"}
+    out: dict = {"config": {}, "summary": {}, "history": {}, "rows": [], "artifacts": {},
+                 "files": run_dir / "files"}
     for rec in records:
         kind = rec.WhichOneof("record_type")
         if kind == "run":
@@ -69,28 +71,50 @@ def _decode(data: bytes, run_dir: Path) -> dict:
             out["config"].update({i.key: json.loads(i.value_json) for i in rec.run.config.update})
         elif kind in ("summary", "history"):
             items = rec.summary.update if kind == "summary" else rec.history.item
+            row = {}
             for i in items:
                 key = i.key or "/".join(i.nested_key)
-                out[kind][key] = json.loads(i.value_json)
+                row[key] = out[kind][key] = json.loads(i.value_json)
+            if kind == "history":
+                out["rows"].append(row)
+        elif kind == "artifact":
+            out["artifacts"][rec.artifact.name] = {
+                "type": rec.artifact.type, "files": sorted(e.path for e in rec.artifact.manifest.contents)}
         elif kind == "exit":
             out["exit_code"] = rec.exit.exit_code
     return out
 
 
 def _job_dir(tmp_path: Path) -> Path:
-    """A job dir inside a sweep dir, as Hydra lays them out."""
-    sweep = tmp_path / "2026-01-01_00-00-00"
+    """A job dir inside a sweep dir, as Hydra lays them out: the multirun swept calibration
+    (command line) and fusion.alpha (an experiment's sweeper params); dataset is fixed."""
+    sweep = tmp_path / "2026-01-01_00-00-00" / "setting2"
     job = sweep / "3"
     (job / ".hydra").mkdir(parents=True)
-    (sweep / "multirun.yaml").write_text("{}\n")
-    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["calibration=gr", "fusion.alpha=0.25"]))
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "overrides": {"task": ["calibration=none,gr", "dataset=toy", "logger=wandb"]},
+        "sweeper": {"params": {"fusion.alpha": "0.0,0.25", "dataset": "mixbench_oven,mixbench_mscoco"}}}}))
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+        ["calibration=gr", "dataset=toy", "logger=wandb", "fusion.alpha=0.25"]))
+    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": {
+        "experiment": "paper/setting2", "model": "clip_b16", "dataset": "toy", "calibration": "gr",
+        "local": None, "hydra": "default", "hydra/launcher": "basic"}}}}))
     return job
 
 
-def test_wandb_offline_round_trip(tmp_path):
+def test_wandb_offline_round_trip(tmp_path, monkeypatch):
+    for var in ("WANDB_PROJECT", "WANDB_ENTITY"):
+        monkeypatch.delenv(var, raising=False)
     job = _job_dir(tmp_path)
+    (job / "means").mkdir()
+    np.save(job / "means" / "doc_text.npy", np.ones(4, dtype=np.float32))
+    (job / "metrics.json").write_text(json.dumps(RESULT))
+    (job / "per_query.csv").write_text(PER_QUERY.to_csv(index=False))
+    (job / "run.trec").write_text("0 Q0 d1 1 0.9 mixsearch\n")
     cfg = {"logger": {"name": "wandb", "mode": "offline", "project": "mixsearch-test",
                       "tags": ["paper", "setting2"], "dir": str(tmp_path / "wb")},
+           "model": {"_target_": "mixsearch.encoders.hf.HFEncoder", "model_id_or_path": "openai/clip-vit-base-patch16"},
+           "dataset": {"_target_": "mixsearch.data.toy.load_toy"},
            "calibration": {"method": "gr"}, "fusion": {"alpha": 0.25}}
     tracker = start_tracker(cfg, job)
     assert isinstance(tracker, WandbTracker)
@@ -102,10 +126,18 @@ def test_wandb_offline_round_trip(tmp_path):
 
     run = read_offline_run(tmp_path / "wb")
     assert run["exit_code"] == 0
+    assert run["run"].project == "mixsearch-test"
     assert run["config"]["calibration"] == {"method": "gr"} and run["config"]["fusion"] == {"alpha": 0.25}
-    assert run["run"].run_group == "2026-01-01_00-00-00"  # the sweep dir's name
+    # Hydra's choices as a nested dict (hydra's own groups and unset ones left out), a readable name
+    assert run["config"]["choices"] == {"experiment": "paper/setting2", "model": "clip_b16",
+                                        "dataset": "toy", "calibration": "gr"}
+    assert run["config"]["model_name"] == "CLIP-B/16"
+    assert run["config"]["model_calibration"] == "CLIP-B/16 · gr"
+    assert run["config"]["overrides"] == ["calibration=gr", "dataset=toy", "logger=wandb", "fusion.alpha=0.25"]
+    assert run["run"].run_group == "2026-01-01_00-00-00/setting2"  # unique per sweep dir
+    # swept keys only; dataset is fixed on the command line although the params sweep it
     assert run["run"].display_name == "calibration=gr,fusion.alpha=0.25"
-    assert list(run["run"].tags) == ["paper", "setting2"]
+    assert list(run["run"].tags) == ["paper", "setting2", "bench:toy", "experiment:paper/setting2"]
     summary = run["summary"]
     for key, value in RESULT["metrics"].items():
         assert summary[key] == value
@@ -118,6 +150,61 @@ def test_wandb_offline_round_trip(tmp_path):
     assert rows["text"]["ndcg@10"] == 0.875 and rows["image"]["n_queries"] == 3
     image_path = run["files"] / summary["figures/gap/path"]
     assert Image.open(image_path).size == (8, 8)
+    (results,) = [a for a in run["artifacts"].values() if a["type"] == "results"]
+    assert results["files"] == ["means/doc_text.npy", "metrics.json", "per_query.csv", "run.trec"]
+
+
+def test_wandb_environment_applies_unless_the_config_sets_a_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_PROJECT", "from-env")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "env_dir"))
+    cfg = {"logger": {"name": "wandb", "mode": None, "project": None, "entity": None, "dir": None}}
+    start_tracker(cfg, tmp_path / "job").finish(ok=True)
+    run = read_offline_run(tmp_path / "env_dir")
+    assert run["run"].project == "from-env"
+    assert run["run"].display_name == "job"  # no Hydra files: the run dir's name
+    assert list(run["run"].tags) == ["bench:unknown"]
+    # a value in the config wins over the environment
+    cfg["logger"].update(mode="disabled", project="from-config")
+    start_tracker(cfg, tmp_path / "job2").finish(ok=True)
+    assert len(list((tmp_path / "env_dir" / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_wandb_mode_from_the_environment_is_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "sometimes")
+    with pytest.raises(ValueError, match="WANDB_MODE: 'sometimes' is not one of online, offline, disabled"):
+        WandbTracker(tmp_path, project="p")
+
+
+def test_sweep_run_logs_table_curves_and_summary_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    sweep = tmp_path / "multiruns" / "2026-01-01_00-00-00"
+    sweep.mkdir(parents=True)
+    for name in ("summary.csv", "summary.md", "multirun.yaml"):
+        (sweep / name).write_text("x\n")
+    frame = pd.DataFrame({
+        "job": ["0", "1", "2", "3", "4"], "status": ["ok", "ok", "ok", "ok", "failed"],
+        "calibration": ["none", "gr", "none", "gr", "gr"],
+        "fusion.alpha": ["0.0", "0.0", "0.5", "0.5", "1.0"],
+        "ndcg@10": [0.2, 0.7, 0.1, 0.6, float("nan")]})
+    log_sweep_to_wandb({"name": "wandb", "mode": "offline", "tags": ["paper"]}, sweep, frame,
+                       {"model": "toy", "dataset": "toy", "calibration": "none"},
+                       ["fusion.alpha", "calibration"])
+    run = read_offline_run(tmp_path / "wb")
+    assert run["exit_code"] == 1  # a job of the sweep failed
+    assert run["run"].job_type == "sweep" and run["run"].run_group == "multiruns/2026-01-01_00-00-00"
+    assert list(run["run"].tags) == ["paper", "bench:toy"]
+    assert run["config"]["choices"] == {"model": "toy", "dataset": "toy"}  # swept groups left out
+    assert run["summary"]["jobs"] == 5 and run["summary"]["jobs_not_ok"] == 1
+    table = json.loads((run["files"] / run["summary"]["sweep/path"]).read_text())
+    assert len(table["data"]) == 5
+    # one history row per alpha of the ok jobs, alpha the x of one line per calibration
+    curves = [r for r in run["rows"] if "fusion_alpha" in r and "curves/fusion_alpha/calibration=gr" in r]
+    assert [(r["fusion_alpha"], r["curves/fusion_alpha/calibration=none"], r["curves/fusion_alpha/calibration=gr"])
+            for r in curves] == [(0.0, 0.2, 0.7), (0.5, 0.1, 0.6)]
+    chart = json.loads((run["files"] / run["summary"]["curves/fusion_alpha/chart_table/path"]).read_text())
+    assert chart["columns"] == ["fusion_alpha", "ndcg@10", "series"] and len(chart["data"]) == 4
+    assert run["artifacts"][f"sweep-{run['run'].run_id}"]["files"] == ["multirun.yaml", "summary.csv", "summary.md"]
 
 
 def test_wandb_failed_run_is_finished_with_exit_code_1(tmp_path, monkeypatch):

@@ -46,15 +46,38 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[str, dict]]:
 
 
 def _lines(path: str | os.PathLike, what: str) -> Iterator[tuple[str, str]]:
-    """Yield ``("file:line", line)`` for each non-blank line; a missing file is a DataError."""
+    """Yield ``("file:line", line)`` for each non-blank line.
+
+    Raises:
+        DataError: the file is missing, or a line is not valid UTF-8 (names ``file:line``).
+    """
     try:
         f = open(path, encoding="utf-8")
     except FileNotFoundError as e:
         raise DataError(f"{what} not found: {path}") from e
+    lineno = 0
     with f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                yield f"{path}:{lineno}", line
+        try:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    yield f"{path}:{lineno}", line
+        except UnicodeDecodeError as e:
+            # The decoder works on blocks, so its position says nothing about the line:
+            # find the first undecodable line from the bytes.
+            raise DataError(_undecodable(path, e)) from e
+
+
+def _undecodable(path: str | os.PathLike, err: UnicodeDecodeError) -> str:
+    """``file:line: not valid UTF-8 ...`` for the first line that does not decode."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                byte = raw[e.start : e.start + 1].hex()
+                return (f"{path}:{lineno}: not valid UTF-8 (byte 0x{byte} at column "
+                        f"{e.start + 1}); re-save the file as UTF-8")
+    return f"{path}: not valid UTF-8 ({err.reason})"
 
 
 def record_id(row: dict, where: str) -> str:

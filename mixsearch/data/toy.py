@@ -226,7 +226,8 @@ def write_toy_benchmark(
     """Generate the toy benchmark under ``root`` unless a matching one is already there.
 
     Args:
-        root: benchmark folder (created; its parent holds a ``<name>.lock`` file while writing).
+        root: benchmark folder (created; its parent holds a ``<name>.lock`` file while writing;
+            a complete matching benchmark is reused without taking the lock or writing).
         seed: fixes every scene, pixel, word and id.
         n_queries: queries (and relevant documents) per subset.
         n_distractors: extra documents without queries per subset.
@@ -255,6 +256,10 @@ def write_toy_benchmark(
             )
     marker = {"generator": "mixsearch.data.toy", "version": GENERATOR_VERSION, "params": params}
     root = Path(root)
+    # A complete benchmark needs no lock, so it loads from a read-only filesystem. The marker
+    # is written last, inside the temp dir that is renamed into place, so it implies the rest.
+    if _read_marker(root) == marker:
+        return root
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock"):
         if _read_marker(root) == marker:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mixsearch.data.benchmark import DataError
+
 
 @dataclass
 class Embeddings:
@@ -42,3 +44,24 @@ class Embeddings:
         if missing:
             raise KeyError(f"no embedding for id {missing[0]!r} ({len(missing)} missing)")
         return self.vectors[[pos[i] for i in ids]]
+
+
+def check_vectors(emb: Embeddings, what: str) -> None:
+    """Refuse embeddings that no encoder should return for a real input.
+
+    Args:
+        emb: the embeddings.
+        what: where they come from, for the message.
+
+    Raises:
+        DataError: rows with NaN/Inf, or all-zero rows (a zero vector has no direction: after
+            normalisation it stays zero, and under GR it becomes minus the mean). Names the
+            first ids.
+    """
+    v = emb.vectors
+    for problem, rows in (("non-finite values", ~np.isfinite(v).all(axis=1)),
+                          ("all-zero vectors", ~v.any(axis=1))):
+        bad = [emb.ids[i] for i in np.flatnonzero(rows)]
+        if bad:
+            raise DataError(f"{what}: {problem} for {len(bad)} id(s): "
+                            f"{', '.join(map(repr, bad[:5]))}{' ...' if len(bad) > 5 else ''}")

@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 
 from mixsearch.data.benchmark import Benchmark, DataError, Record
 from mixsearch.embed.cache import STORE_DTYPES, CacheEntry, EmbeddingCache, Part
-from mixsearch.embed.embeddings import Embeddings
+from mixsearch.embed.cache import image_key as _image_key
+from mixsearch.embed.embeddings import Embeddings, check_vectors
 from mixsearch.encoders.base import Encoder, EncoderError, check_role, joint_unsupported_message
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ class _Extractor:
         ids: list[str] = []
         chunks: list[np.ndarray] = [np.zeros((0, self.encoder.dim), self.store_dtype)]
         skipped: list[str] = []
+        reasons: dict[str, str] = {}
         with torch.inference_mode(), self._amp():
             for batch_ids, rows, failed in self._batches(records):
                 for item_id, msg in failed:
@@ -161,11 +163,12 @@ class _Extractor:
                         raise DataError(f"record {item_id!r}: {msg}")
                     log.warning("skipping record %r (on_missing='skip'): %s", item_id, msg)
                     skipped.append(item_id)
+                    reasons[item_id] = msg
                 ids += batch_ids
                 if rows is not None:
                     chunks.append(rows)
                 self.bar.update(len(batch_ids) + len(failed))
-        return Part(ids, np.concatenate(chunks), skipped)
+        return Part(ids, np.concatenate(chunks), skipped, reasons)
 
     def _batches(self, records: Sequence[Record]):
         enc = self.encoder
@@ -199,11 +202,11 @@ class _Extractor:
             yield ids, rows, failed
 
 
-def _content(record: Record, field: str, on_missing: str) -> str:
+def _content(record: Record, field: str, on_missing: str, key_mode: str) -> str:
     if field == "text":
         return record.text  # type: ignore[return-value]
     try:
-        image = record.image.content_key()  # type: ignore[union-attr]
+        image = _image_key(record.image, key_mode)  # type: ignore[arg-type]
     except DataError as e:
         if on_missing == "error":
             raise DataError(f"record {record.id!r}: {e}") from e
@@ -213,11 +216,21 @@ def _content(record: Record, field: str, on_missing: str) -> str:
     return json.dumps([record.text, image], ensure_ascii=False) if field == "joint" else image
 
 
+def _warn_blank_texts(items: list[Record], split: str) -> None:
+    """One warning for texts that are empty or whitespace only: they are embedded as given,
+    but are rarely what a benchmark meant."""
+    blank = [r.id for r in items if not r.text.strip()]  # type: ignore[union-attr]
+    if blank:
+        log.warning("%d text(s) of split %r are whitespace only (first ids: %s); embedded as given",
+                    len(blank), split, ", ".join(map(repr, blank[:5])))
+
+
 def _fill(
     entry: CacheEntry, items: list[Record], ex: _Extractor, shard: int, num_shards: int
 ) -> tuple[dict[int, Part], int, int]:
     """Compute this shard's missing parts; returns every part now present and the numbers
     of rows encoded and read from the cache."""
+    entry.claim_layout()
     done: dict[int, Part] = {}
     encoded = cached = 0
 
@@ -268,6 +281,8 @@ def embed_records(
     shard: int = 0,
     num_shards: int = 1,
     on_missing: str = "error",
+    image_key: str = "content",
+    lock_timeout: float | None = None,
     progress: bool = True,
     stats: dict | None = None,
 ) -> Embeddings | None:
@@ -291,19 +306,26 @@ def embed_records(
         num_shards: number of jobs sharing the entry; part ``p`` belongs to shard
             ``p % num_shards``.
         on_missing: ``"error"`` raises the DataError of an unreadable image; ``"skip"`` leaves
-            it out with a warning and records its id in the manifest and ``stats``.
+            it out with a warning and records its id and the reason in the manifest and
+            ``stats``.
+        image_key: cache identity of image files: ``"content"`` (hash of the bytes) or
+            ``"stat"`` (path, size, mtime; see :func:`~mixsearch.embed.cache.image_key`).
+        lock_timeout: seconds to wait for a cache lock held by another process before
+            failing with :class:`~mixsearch.embed.cache.CacheLockTimeout` (None: no limit).
         progress: show a tqdm progress bar.
         stats: if given, updated with ``key``, ``path``, ``items``, ``cached_items``,
             ``encoded_items`` (rows encoded now), ``seconds``, ``items_per_s`` (encoded rows
-            per second), ``skipped`` (ids without a row) and ``complete``.
+            per second), ``skipped`` (ids without a row), ``skip_reasons`` (id -> why) and
+            ``complete``.
 
     Returns:
         Embeddings of the items in record order (minus skipped ones), or None when the
         entry is still incomplete after this shard's parts.
 
     Raises:
-        DataError: duplicate ids, an unreadable image with ``on_missing="error"``, or a cached
-            entry that skipped items when ``on_missing="error"``.
+        DataError: duplicate ids, an unreadable image with ``on_missing="error"``, a cached
+            entry that skipped items when ``on_missing="error"``, or all-zero or non-finite
+            embeddings (names the ids).
         ValueError: an invalid option (named in the message).
     """
     if field not in FIELDS:
@@ -331,6 +353,8 @@ def embed_records(
         if r.id in seen:
             raise DataError(f"duplicate id {r.id!r} in split {split!r} ({field})")
         seen.add(r.id)
+    if field == "text":
+        _warn_blank_texts(items, split)
 
     t0 = time.perf_counter()
     # delay: a cache hit finishes in milliseconds and should not draw a bar
@@ -360,18 +384,20 @@ def embed_records(
                 field=field,
                 store_dtype=store_dtype,
                 autocast=autocast,
-                items=[(r.id, _content(r, field, on_missing)) for r in items],
+                items=[(r.id, _content(r, field, on_missing, image_key)) for r in items],
                 dim=encoder.dim,
                 part_size=part_size,
+                lock_timeout=lock_timeout,
             )
             parts, encoded, cached = _fill(entry, items, ex, shard, num_shards)
     complete = entry is None or len(parts) == entry.n_parts
     merged = [parts[p] for p in sorted(parts)] if complete else []
     skipped = [i for part in merged for i in part.skipped]
+    reasons = {i: why for part in merged for i, why in part.reasons.items()}
     if entry is not None and complete and entry.read_manifest() is None:
         with entry.lock("manifest"):
             if entry.read_manifest() is None:
-                entry.write_manifest(skipped)
+                entry.write_manifest(skipped, reasons)
     seconds = time.perf_counter() - t0
     if stats is not None:
         stats.update(
@@ -383,6 +409,7 @@ def embed_records(
             seconds=seconds,
             items_per_s=encoded / seconds if encoded else 0.0,
             skipped=skipped,
+            skip_reasons=reasons,
             complete=complete,
         )
     if not complete:
@@ -396,7 +423,9 @@ def embed_records(
     ids = [i for part in merged for i in part.ids]
     empty = np.zeros((0, encoder.dim), np.float32)
     vectors = np.concatenate([empty, *(part.vectors for part in merged)]).astype(np.float32)
-    return Embeddings(ids, vectors)
+    emb = Embeddings(ids, vectors)
+    check_vectors(emb, f"{encoder.name} embeddings of split {split!r} ({field})")
+    return emb
 
 
 def _from_precomputed(
@@ -410,7 +439,9 @@ def _from_precomputed(
             f"precomputed embeddings for {split}/{field} have no row for id {missing[0]!r} "
             f"({len(missing)} of {len(needed)} missing)"
         )
-    ids = [r.id for r in needed]
+    wanted = {r.id for r in needed}
+    # The source's row order, kept so that corpus.order=embeddings can follow it.
+    ids = [i for i in emb.ids if i in wanted]
     stats.update(
         key=None,
         path=None,
@@ -420,9 +451,12 @@ def _from_precomputed(
         seconds=0.0,
         items_per_s=0.0,
         skipped=[],
+        skip_reasons={},
         complete=True,
     )
-    return Embeddings(ids, np.asarray(emb.vectors[[pos[i] for i in ids]], dtype=np.float32))
+    out = Embeddings(ids, np.asarray(emb.vectors[[pos[i] for i in ids]], dtype=np.float32))
+    check_vectors(out, f"precomputed embeddings for {split}/{field}")
+    return out
 
 
 def embed_benchmark(

@@ -1,4 +1,5 @@
-"""Encoder protocol and backends (open_clip, transformers, precomputed, toy)."""
+"""Encoder protocol and backends (open_clip, transformers, precomputed, toy, mteb, Sentence
+Transformers, VLM2Vec)."""
 
 from mixsearch.encoders.base import Encoder, EncoderError
 from mixsearch.encoders.registry import available_encoders, build_encoder, register_encoder

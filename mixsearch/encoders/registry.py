@@ -19,6 +19,9 @@ _REGISTRY: dict[str, Factory | str] = {
     "hf": "mixsearch.encoders.hf:HFEncoder",
     "precomputed": "mixsearch.encoders.precomputed:load_precomputed",
     "toy": "mixsearch.encoders.toy:ToyEncoder",
+    "mteb": "mixsearch.encoders.mteb:MtebEncoder",
+    "st": "mixsearch.encoders.st:STEncoder",
+    "vlm2vec": "mixsearch.encoders.vlm2vec:VLM2VecEncoder",
 }
 
 

@@ -1,0 +1,143 @@
+"""Calibration methods as plug-ins, registered by name (``calibration.method=<name>``).
+
+A method is a :class:`Calibrator`: it fits a *state* (named arrays) from L2-normalised
+calibration rows grouped by role, and transforms the normalised rows of a role with that
+state; :mod:`mixsearch.fusion` then fuses and renormalises. Roles are plain names
+``<side>_<part>`` (``query_text``, ``doc_image``, ``doc_joint``, ...): methods never assume a
+fixed list of them. Where the state comes from (train, crossfit, transductive, files) is
+decided by :func:`mixsearch.calibration.resolve`, the same for every method.
+
+Adding a method is one module::
+
+    from mixsearch.calibrators import Calibrator, register_calibrator
+
+    class Shrink(Calibrator):
+        "Scale every row towards the origin (a toy example)."
+        def __init__(self, factor: float = 0.5) -> None:
+            self.factor = factor
+        def fit(self, pools, pairs):
+            return {"factor": np.array([self.factor], np.float32)}
+        def transform(self, role, rows, state):
+            return rows * state["factor"][0]
+
+    register_calibrator("shrink", Shrink)
+
+then ``python run.py calibration.method=shrink`` (options from ``calibration.params``) or
+``mixsearch.evaluate(enc, bench, calibration={"method": "shrink"})``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import numpy as np
+
+#: State of a fitted method: named arrays, each written to ``<key>.npy`` in the run dir.
+State = dict[str, np.ndarray]
+#: Paired rows ``(text, image)`` of the same items (normalised), for methods that need pairs.
+Pairs = tuple[np.ndarray, np.ndarray]
+
+
+class Calibrator:
+    """Base class of calibration methods (the identity: the CLIP baseline).
+
+    Attributes:
+        fits_state: the method fits a state (False: nothing to fit, no calibration source).
+        needs_pairs: :meth:`fit` needs paired text/image rows of the same items.
+        push_down: ranking rule of the paper's setting-1 simulation (image docs below texts).
+    """
+
+    fits_state: bool = True
+    needs_pairs: bool = False
+    push_down: bool = False
+
+    def fit(self, pools: dict[str, np.ndarray], pairs: Pairs | None) -> State:
+        """Fit the state.
+
+        Args:
+            pools: normalised ``(n, d)`` rows per role (only roles with rows are present).
+            pairs: paired normalised ``(text, image)`` rows, or None when there are none.
+
+        Returns:
+            The state: named arrays (written to ``<key>.npy`` and reloadable).
+        """
+        raise NotImplementedError
+
+    def transform(self, role: str, rows: np.ndarray, state: State) -> np.ndarray:
+        """The calibrated rows of ``role`` (not renormalised; fusion normalises).
+
+        Args:
+            role: the role of the rows (``doc_image``, ...).
+            rows: normalised ``(n, d)`` rows.
+            state: the fitted state.
+        """
+        return rows
+
+    def covers(self, role: str, state: State) -> bool:
+        """Whether ``state`` can transform ``role`` (default: every role)."""
+        return True
+
+
+_REGISTRY: dict[str, type[Calibrator] | Any] = {
+    "none": "mixsearch.calibrators.basic:NoCalibration",
+    "pushdown": "mixsearch.calibrators.basic:PushDown",
+    "gr": "mixsearch.calibrators.basic:GR",
+    "i0t": "mixsearch.calibrators.i0t:I0T",
+    "project": "mixsearch.calibrators.project:Project",
+    "procrustes": "mixsearch.calibrators.procrustes:Procrustes",
+}
+
+
+def register_calibrator(name: str, factory: Any, *, overwrite: bool = False) -> None:
+    """Make ``calibration.method=<name>`` build ``factory(**calibration.params)``.
+
+    Args:
+        name: the method name.
+        factory: a :class:`Calibrator` subclass (or callable returning one), or
+            ``"module:attribute"`` imported on first use.
+        overwrite: replace an existing registration instead of raising.
+
+    Raises:
+        ValueError: ``name`` is taken and ``overwrite`` is False.
+    """
+    if name in _REGISTRY and not overwrite and _REGISTRY[name] is not factory:
+        raise ValueError(f"calibration method {name!r} is already registered")
+    _REGISTRY[name] = factory
+
+
+def available_calibrators() -> list[str]:
+    """Names of the registered calibration methods."""
+    return sorted(_REGISTRY)
+
+
+def build_calibrator(name: str, params: dict[str, Any] | None = None) -> Calibrator:
+    """The calibrator registered as ``name`` built with ``params``.
+
+    Raises:
+        ValueError: unknown method (``calibration.method``) or a parameter the method does not
+            take (``calibration.params``).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"calibration.method: unknown method {name!r}; choose one of "
+                         f"{available_calibrators()}")
+    factory = _REGISTRY[name]
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = _REGISTRY[name] = getattr(importlib.import_module(module), attr)
+    params = dict(params or {})
+    try:
+        inspect.signature(factory).bind(**params)
+    except TypeError as e:
+        raise ValueError(f"calibration.params: method {name!r} does not take {sorted(params)}: {e}") from e
+    return factory(**params)
+
+
+def part_of(role: str) -> str:
+    """The embedded part of a role: ``doc_image`` -> ``image``."""
+    return role.rsplit("_", 1)[-1]
+
+
+__all__ = ["Calibrator", "Pairs", "State", "available_calibrators", "build_calibrator",
+           "part_of", "register_calibrator"]
