@@ -194,10 +194,13 @@ class FusionConfig:
     """Image+text fusion (:mod:`mixsearch.fusion`); ``alpha`` is the text weight."""
 
     # auto: joint for encoders that embed image+text jointly, weighted otherwise (pipeline)
-    method: str = opt("weighted", choices=_with_auto("mixsearch.fusion", "FUSION_METHODS"))
+    method: str = opt("weighted", choices=_with_auto("mixsearch.fusion", "available_fusions"))
     alpha: float = opt(0.5, lo=0.0, hi=1.0, when=When("method", ("joint",), negate=True))
     query: str = opt("weighted", choices=_with_auto("mixsearch.fusion", "QUERY_MODES"))
     query_alpha: float = opt(0.5, lo=0.0, hi=1.0, when=When("query", ("weighted",)))
+
+
+_FAISS = When("backend", ("faiss",))
 
 
 @dataclass
@@ -214,6 +217,12 @@ class RetrievalConfig:
     merge: str = opt("single", choices=_registry("mixsearch.merge", "available_merges"))
     # the k of reciprocal rank fusion, 1 / (rrf_k + rank)
     rrf_k: int = opt(60, lo=1, when=When("merge", ("rrf",)))
+    # backend=faiss: flat (exact) | ivf (nlist cells, nprobe searched) | hnsw (hnsw_m, ef_search)
+    index: str = opt("flat", choices=_registry("mixsearch.retrieval", "INDEXES"), when=_FAISS)
+    nlist: int | None = opt(None, lo=1, when=(_FAISS, When("index", ("ivf",))))
+    nprobe: int = opt(32, lo=1, when=(_FAISS, When("index", ("ivf",))))
+    hnsw_m: int = opt(32, lo=1, when=(_FAISS, When("index", ("hnsw",))))
+    ef_search: int = opt(256, lo=1, when=(_FAISS, When("index", ("hnsw",))))
 
 
 @dataclass
