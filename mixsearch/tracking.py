@@ -300,10 +300,11 @@ RESULT_FILES = ("metrics.json", "per_query.csv", "run.trec")
 
 
 def result_files(run_dir: str | Path) -> list[Path]:
-    """The result files of a run: :data:`RESULT_FILES` and the fitted means (``means/*.npy``)."""
+    """The result files of a run: :data:`RESULT_FILES` and the fitted calibration state (GR's
+    ``means/*.npy``, other methods' ``calibration_state/*.npy``)."""
     run_dir = Path(run_dir)
     files = [run_dir / f for f in RESULT_FILES if (run_dir / f).is_file()]
-    return files + sorted((run_dir / "means").glob("*.npy"))
+    return files + sorted((run_dir / "means").glob("*.npy")) + sorted((run_dir / "calibration_state").glob("*.npy"))
 
 
 def _relative(path: Path, root: Path) -> str:

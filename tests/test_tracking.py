@@ -108,6 +108,8 @@ def test_wandb_offline_round_trip(tmp_path, monkeypatch):
     job = _job_dir(tmp_path)
     (job / "means").mkdir()
     np.save(job / "means" / "doc_text.npy", np.ones(4, dtype=np.float32))
+    (job / "calibration_state").mkdir()
+    np.save(job / "calibration_state" / "scale.npy", np.ones(4, dtype=np.float32))
     (job / "metrics.json").write_text(json.dumps(RESULT))
     (job / "per_query.csv").write_text(PER_QUERY.to_csv(index=False))
     (job / "run.trec").write_text("0 Q0 d1 1 0.9 mixsearch\n")
@@ -151,7 +153,8 @@ def test_wandb_offline_round_trip(tmp_path, monkeypatch):
     image_path = run["files"] / summary["figures/gap/path"]
     assert Image.open(image_path).size == (8, 8)
     (results,) = [a for a in run["artifacts"].values() if a["type"] == "results"]
-    assert results["files"] == ["means/doc_text.npy", "metrics.json", "per_query.csv", "run.trec"]
+    assert results["files"] == ["calibration_state/scale.npy", "means/doc_text.npy", "metrics.json",
+                                "per_query.csv", "run.trec"]
 
 
 def test_wandb_environment_applies_unless_the_config_sets_a_value(tmp_path, monkeypatch):
