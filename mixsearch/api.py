@@ -17,7 +17,7 @@ def evaluate(
     *,
     corpus: str | dict[str, Any] = "released",
     calibration: str | dict[str, Any] = "none",
-    fusion: dict[str, Any] | None = None,
+    fusion: str | dict[str, Any] | None = None,
     retrieval: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     cache_dir: str | Path | None = None,
@@ -34,7 +34,10 @@ def evaluate(
             ``"i0t"``, ``"project"``, ``"procrustes"``, see
             :func:`mixsearch.calibrators.available_calibrators`) or the ``calibration`` section
             (e.g. ``{"method": "project", "params": {"k": 2, "estimate": "paired"}}``).
-        fusion, retrieval, metrics: the config sections as dicts (defaults: the paper's;
+        fusion: a fusion method (``"weighted"``, ``"score"``, ``"joint"``: the encoder's own
+            image+text embedding, ``"auto"``: joint when the encoder can) or the ``fusion``
+            section as a dict.
+        retrieval, metrics: the config sections as dicts (defaults: the paper's;
             ``retrieval={"merge": "rrf"}`` searches each doc modality separately and merges).
         cache_dir: embedding cache folder; None encodes without caching.
         embed: options of :func:`mixsearch.embed.embed_records` (batch size, workers, ...).
@@ -49,16 +52,22 @@ def evaluate(
         >>> enc = mixsearch.build_encoder("toy")
         >>> mixsearch.evaluate(enc, bench, calibration="gr").metrics["ndcg@10"]
     """
-    from mixsearch.pipeline import calibration_pools, embed_all
+    from mixsearch.pipeline import calibration_pools, check_joint, embed_all, resolve_fusion
 
     corpus_cfg = {"mode": corpus} if isinstance(corpus, str) else dict(corpus)
     cal_cfg = {"method": calibration} if isinstance(calibration, str) else dict(calibration)
+    if isinstance(fusion, str):
+        fusion = {"method": fusion, "query": "joint" if fusion == "joint" else
+                  "auto" if fusion == "auto" else "weighted"}
+    fusion_cfg = resolve_fusion(dict(fusion or {}), encoder)
+    check_joint(encoder, fusion_cfg)
     embed_cfg = {"progress": False, **(embed or {})}
     cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
-    embs, _ = embed_all(encoder, benchmark, cache, embed_cfg, corpus_cfg=corpus_cfg, cal_cfg=cal_cfg)
+    embs, _ = embed_all(encoder, benchmark, cache, embed_cfg, corpus_cfg=corpus_cfg, cal_cfg=cal_cfg,
+                        fusion_cfg=fusion_cfg)
     if embs is None:
         raise ValueError("embed: a sharded extraction cannot be evaluated; drop num_shards")
     pools = calibration_pools(encoder, benchmark, embs, cal_cfg, cache, embed_cfg)
     evaluator = Evaluator(benchmark, embs, corpus=corpus_cfg, calibration=cal_cfg,
                           retrieval=retrieval, metrics=metrics, pools=pools)
-    return evaluator.run(fusion or {})
+    return evaluator.run(fusion_cfg)

@@ -90,6 +90,19 @@ def joint_splits(fusion_cfg: dict[str, Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def resolve_fusion(fusion_cfg: dict[str, Any], encoder: Encoder) -> dict[str, Any]:
+    """``fusion.method=auto`` (and ``fusion.query=auto``) become ``joint`` for an encoder that
+    embeds image+text items jointly and ``weighted`` for one that does not: each model's own
+    recipe (VLM2Vec's rows of Table 1 are joint, the CLIP family's α-weighted), so one sweep
+    over both kinds of model runs each as its paper row did."""
+    joint = bool(getattr(encoder, "supports_joint", False))
+    out = dict(fusion_cfg)
+    for key in ("method", "query"):
+        if out.get(key) == "auto":
+            out[key] = "joint" if joint else "weighted"
+    return out
+
+
 def check_joint(encoder: Encoder, fusion_cfg: dict[str, Any]) -> None:
     """Fail before any extraction when ``fusion`` needs joint embeddings the encoder lacks.
 
@@ -331,7 +344,10 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
     bench = build_shared(cfg["dataset"], "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
     encoder = build_shared(cfg["model"], "model")
-    fusion_cfg = section(cfg, "fusion")
+    fusion_cfg = resolve_fusion(section(cfg, "fusion"), encoder)
+    if fusion_cfg != section(cfg, "fusion"):
+        log.info("fusion=auto: %s for %s", fusion_cfg["method"], encoder.name)
+        cfg = {**cfg, "fusion": {**cfg["fusion"], **fusion_cfg}}  # results record the choice
     check_joint(encoder, fusion_cfg)
     cache_dir = cfg["paths"].get("cache_dir")
     cache = EmbeddingCache(cache_dir) if cache_dir else None

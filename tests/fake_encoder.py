@@ -101,12 +101,16 @@ class FakeEncoder(Encoder):
         return {"backend": "fake", "dim": self._dim, "seed": self.seed, "image_side": SIDE}
 
 
-def from_model_config(checkpoint: str | None = None, device: str = "cpu", delay: float = 0.0
-                      ) -> FakeEncoder:
+def from_model_config(checkpoint: str | None = None, device: str = "cpu", delay: float = 0.0,
+                      go_file: str | None = None) -> FakeEncoder:
     """A :class:`FakeEncoder` as a ``model._target_`` over the toy model's config section
-    (whose ``checkpoint`` and ``device`` keys it accepts; it runs on the CPU)."""
+    (whose ``checkpoint`` and ``device`` keys it accepts; it runs on the CPU). With
+    ``go_file``, it is built only once that file exists: a job can start (imports, data)
+    ahead of the moment a test wants its extraction to run."""
     if checkpoint is not None or device not in ("cpu", "auto"):
         raise ValueError(f"fake encoder: no checkpoint ({checkpoint!r}), CPU only ({device!r})")
+    while go_file and not os.path.exists(go_file):
+        time.sleep(0.02)
     return FakeEncoder(delay=delay)
 
 

@@ -34,3 +34,24 @@ def test_unknown_kinds_are_named() -> None:
         mixsearch.load_benchmark("nope")
     with pytest.raises(Exception, match="nope"):
         mixsearch.build_encoder("nope")
+
+
+def test_evaluate_with_joint_and_auto_fusion(bench, tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_encoder import FakeEncoder, FakeJointEncoder
+
+    universal, dual = FakeJointEncoder(dim=16, seed=1), FakeEncoder(dim=16, seed=1)
+    joint = mixsearch.evaluate(universal, bench, fusion="joint", cache_dir=tmp_path)
+    auto = mixsearch.evaluate(universal, bench, fusion="auto", cache_dir=tmp_path)
+    weighted = mixsearch.evaluate(universal, bench, fusion="weighted", cache_dir=tmp_path)
+    assert auto.metrics == joint.metrics and joint.metrics != weighted.metrics
+    assert universal.encoded.get("joint", 0) > 0
+    # a dual encoder: auto is its weighted recipe; joint is refused before anything is encoded
+    assert (mixsearch.evaluate(dual, bench, fusion="auto", cache_dir=tmp_path).metrics
+            == mixsearch.evaluate(dual, bench, fusion="weighted", cache_dir=tmp_path).metrics)
+    fresh = FakeEncoder(dim=16, seed=2)
+    with pytest.raises(Exception, match="fusion=joint: encoder 'fake'"):
+        mixsearch.evaluate(fresh, bench, fusion="joint", cache_dir=tmp_path)
+    assert fresh.batches == 0

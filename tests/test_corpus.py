@@ -10,6 +10,7 @@ import pytest
 from mixsearch.corpus import (
     SEED_REPLACE_RATIOS,
     doc_image_key,
+    drop_unshowable,
     mix_corpus,
     modality_counts,
     render_screenshot,
@@ -173,3 +174,39 @@ def test_screenshot_records_round_trip():
     assert screenshot_records(recs)[0].image.data == shots[0].image.data
     with pytest.raises(DataError, match="record '9' has no text"):
         screenshot_records([Record("9", image=IMG)])
+
+
+def test_remix_order_follows_records_or_embeddings(caplog):
+    bench = bench_of(12)
+    rows = [str(i) for i in reversed(range(12))]  # precomputed rows in another order
+    with caplog.at_level("WARNING"):
+        by_records = mix_corpus(bench, "remix", embedding_order=rows)
+    assert "differs from the row order of the precomputed embeddings" in caplog.text
+    assert "corpus.order=embeddings" in caplog.text
+    assert by_records == mix_corpus(bench, "remix")  # records order: unchanged numbers
+    # embeddings order: the seed snippet run over the rows in file order
+    by_rows = mix_corpus(bench, "remix", order="embeddings", embedding_order=rows)
+    seed = seed_snippet(12)
+    assert by_rows == {doc: seed[n] for n, doc in enumerate(rows)}
+    assert list(by_rows) == [r.id for r in bench.corpus] and by_rows != by_records
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        same = mix_corpus(bench, "remix", embedding_order=[str(i) for i in range(12)])
+    assert same == by_records and not caplog.text
+    with pytest.raises(ValueError, match="corpus.order: unknown order 'file'"):
+        mix_corpus(bench, "remix", order="file")
+    with pytest.raises(ValueError, match="corpus.order=embeddings: no embedding order"):
+        mix_corpus(bench, "remix", order="embeddings")
+
+
+def test_drop_unshowable_keeps_text_docs_and_qrels():
+    docs = [Record(str(i), text=f"doc {i}", image=IMG) for i in range(3)]
+    bench = Benchmark("t", queries=[Record("q", text="q")], corpus=docs,
+                      qrels={"q": {"0": 1, "1": 1}}, mixed_corpus=list(docs))
+    shown = {"0": "image", "1": "text", "2": "image+text"}
+    skipped = {"0": "cannot decode", "1": "cannot decode"}
+    out, assignment, dropped = drop_unshowable(bench, shown, skipped)
+    assert dropped == {"0": "cannot decode"}  # doc 1 is shown as text: its image is not needed
+    assert [r.id for r in out.corpus] == ["1", "2"] and [r.id for r in out.mixed_corpus] == ["1", "2"]
+    assert assignment == {"1": "text", "2": "image+text"} and out.qrels == bench.qrels

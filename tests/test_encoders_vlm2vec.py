@@ -295,3 +295,24 @@ def test_adapter_saved_with_transformers_4_loads_into_the_new_layout(
                                lambda k: k.replace("self_attn", "cross_attn"))
     with pytest.raises(EncoderError, match=r"does not fit .* adapter weights were not loaded"):
         VLM2VecEncoder(tiny["base"], adapter=foreign, device="cpu", precision="fp32")
+
+
+def test_llava_processor_without_expansion_settings_is_completed(tmp_path: Path) -> None:
+    """A LLaVA-NeXT processor saved before transformers 4.47 has no patch_size: the backend
+    takes it from the model config and expands <image> exactly as a complete processor."""
+    import json
+
+    from tiny_models import make_tiny_llava_next
+
+    folder = Path(make_tiny_llava_next(tmp_path / "llava"))
+    full = VLM2VecEncoder(str(folder), device="cpu", precision="fp32", image_size=56)
+    images = _images(full, 1)
+    reference = full.encode_image(images)
+    config_file = folder / "processor_config.json"
+    config = json.loads(config_file.read_text())
+    for key in ("patch_size", "vision_feature_select_strategy", "num_additional_image_tokens"):
+        config.pop(key, None)
+    config_file.write_text(json.dumps(config))
+    old = VLM2VecEncoder(str(folder), device="cpu", precision="fp32", image_size=56)
+    assert old.processor.patch_size == 14
+    torch.testing.assert_close(old.encode_image(images), reference, atol=1e-6, rtol=0)

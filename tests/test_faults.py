@@ -186,7 +186,8 @@ def test_held_lock_times_out_with_a_message_about_it(tmp_path, data, monkeypatch
     assert 5 <= elapsed < 30
     assert re.search(rf"waiting for the lock file {re.escape(str(lock))} after \d+ s "
                      r"\(embed.lock_timeout=5\)", str(err.value))
-    assert f"waiting for {lock}, held by another process" in caplog.text
+    assert f"waiting for {lock}, held by another process, giving up after 5 s" in caplog.text
+    assert f"still waiting for {lock}, held by another process (" in caplog.text
 
 
 def test_disk_full_names_the_file(tmp_path, monkeypatch):
@@ -268,45 +269,66 @@ def test_interruptible_turns_sigterm_into_an_exception() -> None:
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def _start(tmp: Path, data: Path, cache: Path) -> subprocess.Popen:
+def _start(tmp: Path, data: Path, name: str) -> tuple[subprocess.Popen, Path, Path]:
+    """``python run.py`` with the slow fake encoder, held at a barrier until ``<go file>``
+    exists; returns the process, its cache dir and the go file."""
+    folder = tmp / name
+    folder.mkdir()
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}",
-           "MIXSEARCH_LOG_DIR": str(tmp / "outputs"), "PYTHONUNBUFFERED": "1"}
-    args = [f"paths.data_dir={data}", f"paths.cache_dir={cache}", "embed.progress=false",
-            "device=cpu", *(f"+dataset.{k}={v}" for k, v in SMALL.items()), MODEL, *PARTS,
-            "+model.delay=0.15"]
-    return subprocess.Popen([sys.executable, "run.py", *args], cwd=ROOT, env=env,
+           "MIXSEARCH_LOG_DIR": str(folder / "outputs"), "PYTHONUNBUFFERED": "1"}
+    args = [f"paths.data_dir={data}", f"paths.cache_dir={folder / 'cache'}",
+            "embed.progress=false", "device=cpu", *(f"+dataset.{k}={v}" for k, v in SMALL.items()),
+            MODEL, *PARTS, "+model.delay=0.15", f"+model.go_file={folder / 'go'}"]
+    proc = subprocess.Popen([sys.executable, "run.py", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, folder / "cache", folder / "go"
 
 
-def _wait_for_parts(cache: Path, n: int, proc: subprocess.Popen) -> None:
+@pytest.fixture(scope="module", autouse=True)
+def jobs(data: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Two jobs to kill, started with the module: their start-up (imports, mostly) overlaps
+    the in-process tests; each waits at its barrier until its test lets it extract."""
+    tmp = tmp_path_factory.mktemp("jobs")
+    started = {name: _start(tmp, data, name) for name in ("sigterm", "kill9")}
+    yield started
+    for proc, _, _ in started.values():
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def _go_and_wait_for_parts(job: tuple[subprocess.Popen, Path, Path], n: int) -> None:
+    proc, cache, go = job
+    go.touch()
     deadline = time.monotonic() + 60
     while len(list(cache.rglob("part-*.npy"))) < n:
         assert proc.poll() is None, proc.stdout.read()
         assert time.monotonic() < deadline, "extraction did not start"
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
-def test_sigterm_during_extraction_records_interrupted(tmp_path, data):
-    proc = _start(tmp_path, data, tmp_path / "cache")
-    _wait_for_parts(tmp_path / "cache", 1, proc)
+def test_sigterm_during_extraction_records_interrupted(jobs):
+    proc, cache, _ = jobs["sigterm"]
+    _go_and_wait_for_parts(jobs["sigterm"], 1)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 143, out
-    [status_file] = (tmp_path / "outputs").rglob("status.json")
+    outputs = cache.parent / "outputs"
+    [status_file] = outputs.rglob("status.json")
     status = json.loads(status_file.read_text())
     assert status["status"] == "interrupted" and status["signal"] == "SIGTERM"
-    assert not list((tmp_path / "outputs").rglob("metrics.json"))
+    assert not list(outputs.rglob("metrics.json"))
 
 
-def test_kill_9_then_resume_gives_the_clean_results(tmp_path, data):
-    proc = _start(tmp_path, data, tmp_path / "cache")
-    _wait_for_parts(tmp_path / "cache", 3, proc)
+def test_kill_9_then_resume_gives_the_clean_results(tmp_path, data, jobs):
+    proc, cache, _ = jobs["kill9"]
+    _go_and_wait_for_parts(jobs["kill9"], 3)
     proc.kill()
     proc.communicate(timeout=60)
     done = sum(len(json.loads(p.with_name(p.name.replace(".npy", ".ids.json")).read_text())["ids"])
-               for p in (tmp_path / "cache").rglob("part-*.npy"))
+               for p in cache.rglob("part-*.npy"))
     assert done >= 8
-    resumed = run(config(tmp_path, data, *PARTS))
+    resumed = run(config(tmp_path, data, *PARTS, f"paths.cache_dir={cache}"))
     clean = run(config(tmp_path, data, *PARTS, cache="clean"))
     assert resumed["embedding"]["cached_items"] == done  # the finished parts were reused
     assert resumed["metrics"] == clean["metrics"]

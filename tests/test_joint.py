@@ -213,3 +213,12 @@ def test_joint_means_written_by_a_run_are_reusable_as_files(tmp_path: Path) -> N
     missing = {k: v for k, v in files.items() if k != "doc_joint"}
     with pytest.raises(Exception, match="calibration.files.doc_joint"):
         Evaluator(bench, embs, calibration={"method": "gr", "source": "files", "files": missing}, **common)
+
+
+def test_auto_fusion_is_each_encoders_own_recipe() -> None:
+    from mixsearch.pipeline import resolve_fusion
+
+    cfg = {"method": "auto", "alpha": 0.5, "query": "auto", "query_alpha": 0.5}
+    assert resolve_fusion(cfg, FakeJointEncoder()) == {**cfg, "method": "joint", "query": "joint"}
+    assert resolve_fusion(cfg, FakeEncoder()) == {**cfg, "method": "weighted", "query": "weighted"}
+    assert resolve_fusion({"method": "score"}, FakeJointEncoder()) == {"method": "score"}

@@ -255,6 +255,8 @@ class VLM2VecEncoder(Encoder):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.image_token = IMAGE_TOKENS[self.model_type]
+        if self.model_type == "llava_next":
+            self._complete_llava_processor(config)
         self._dim = int(config.get_text_config().hidden_size)
         self.name = f"vlm2vec:{adapter or model_id_or_path}"
         self._commits = {
@@ -268,6 +270,24 @@ class VLM2VecEncoder(Encoder):
         self._empty = 0
 
     # ------------------------------------------------------------------ loading
+
+    def _complete_llava_processor(self, config: Any) -> None:
+        """Processors saved before transformers 4.47 (VLM2Vec-LLaVa-Next's era) lack the
+        settings that expand ``<image>`` into one token per image feature; take them from
+        the model config, as the model computes its features."""
+        if getattr(self.processor, "patch_size", None) is not None:
+            return
+        settings = {
+            "patch_size": config.vision_config.patch_size,
+            "vision_feature_select_strategy": config.vision_feature_select_strategy,
+            # the CLS token a CLIP vision tower adds (the "default" strategy drops it)
+            "num_additional_image_tokens": int(
+                config.vision_config.model_type == "clip_vision_model"),
+        }
+        log.info("%s: the processor predates image-token expansion; using %s from the model "
+                 "config", self.model_id, settings)
+        for attr, value in settings.items():
+            setattr(self.processor, attr, value)
 
     def _has_processor(self, repo: str, revision: str | None) -> bool:
         names = ("preprocessor_config.json", "processor_config.json")
