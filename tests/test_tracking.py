@@ -162,10 +162,13 @@ def test_wandb_environment_applies_unless_the_config_sets_a_value(tmp_path, monk
     monkeypatch.setenv("WANDB_PROJECT", "from-env")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "env_dir"))
     cfg = {"logger": {"name": "wandb", "mode": None, "project": None, "entity": None, "dir": None}}
+    (tmp_path / "job" / ".hydra").mkdir(parents=True)
+    (tmp_path / "job" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+        ["logger=wandb", "calibration=gr", "paths.data_dir=/data", "fusion.alpha=0.5"]))
     start_tracker(cfg, tmp_path / "job").finish(ok=True)
     run = read_offline_run(tmp_path / "env_dir")
     assert run["run"].project == "from-env"
-    assert run["run"].display_name == "job"  # no Hydra files: the run dir's name
+    assert run["run"].display_name == "calibration=gr,fusion.alpha=0.5"  # a single run: what ran
     assert list(run["run"].tags) == ["bench:unknown"]
     # a value in the config wins over the environment
     cfg["logger"].update(mode="disabled", project="from-config")
