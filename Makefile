@@ -6,7 +6,7 @@ PIP ?= $(PYTHON) -m pip
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint demo toy-model bench clean
+.PHONY: help install test test-fast lint demo toy-model bench bench-gpu bench-perf clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -29,6 +29,14 @@ demo: ## Offline demo sweep: toy benchmark x toy CLIP, calibration none/gr x cor
 
 toy-model: ## Retrain the shipped toy CLIP (mixsearch/assets/toy_clip), CPU, a few minutes
 	$(PYTHON) -m mixsearch.toymodel.train --out mixsearch/assets/toy_clip
+
+bench-gpu: ## Encoder images/s, texts/s, joint items/s and MFU (CLIP-L/336, SigLIP-so400m, 2B Qwen2-VL shape; needs a GPU, ~5 min)
+	$(PYTHON) experiments/bench_gpu.py --out outputs/bench_gpu.md
+
+bench-perf: ## CPU performance figures: alpha sweep ratio, extraction ratio (--toy), 1M-doc scale run
+	$(PYTHON) experiments/bench_sweep.py
+	$(PYTHON) experiments/bench_extract.py --toy
+	$(PYTHON) experiments/bench_scale.py --docs 1000000 --queries 1000
 
 clean: ## Remove outputs/ and caches (keeps data/)
 	rm -rf outputs multirun .cache .pytest_cache .ruff_cache

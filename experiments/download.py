@@ -116,7 +116,8 @@ def check_model(name: str, spec: dict[str, Any]) -> str | None:
         missing.append(repo)
     if not missing:
         return None
-    return (f"model {name}: {', '.join(missing)} not in the hub cache ({cache or 'HF_HOME'}); "
+    verb = "is" if len(missing) == 1 else "are"
+    return (f"model {name}: {', '.join(missing)} {verb} not in the hub cache ({cache or 'HF_HOME'}); "
             f"run: {' && '.join(download_commands(name, spec))}")
 
 

@@ -5,7 +5,9 @@
     python -m experiments.report compare RUN_A RUN_B [--metric ndcg@10] [--json]
 
 Artefacts in ``--out`` (default: the single sweep dir): ``summary.{csv,md}``,
-``table1.{md,csv}``, ``figure2..4.{png,pdf,csv}`` and ``report.md``. Jobs are matched to the
+``table1.{md,csv}``, ``figure2..4.{png,pdf,csv}``, ``zoo.{md,csv}`` (calibration × merge,
+CIs, Holm-corrected tests against GR; experiment=zoo), ``samples.{png,pdf,csv}`` (NDCG@10 vs
+calibration sample count; experiment=ablation/samples) and ``report.md``. Jobs are matched to the
 paper by their model config name, ``calibration.method`` and ``dataset.subset``; results the
 paper has no number for (the toy benchmark, other models) show "–" in the paper columns.
 ``compare`` tests two run dirs (``per_query.csv``) on their common queries: B − A, its 95 %
@@ -24,13 +26,13 @@ from typing import Any
 
 import pandas as pd
 
-from experiments import paper, plots
+from experiments import paper, plots, zoo
 from mixsearch import stats
 from mixsearch.callbacks import Job, collect_jobs, markdown_table, read_per_query, write_summary
 from mixsearch.jobinfo import benchmark_kind, model_display_name, sweep_group
 from mixsearch.tracking import atomic_write_text
 
-ARTEFACTS = ("table1", "figure2", "figure3", "figure4", "modality", "compute")
+ARTEFACTS = ("table1", "figure2", "figure3", "figure4", "modality", "compute", "zoo", "samples")
 #: Which corpus mode each artefact reads (released = MixBench setting 3).
 CORPUS_MODE = {"table1": "released", "figure2": "replace", "figure3": "all_multimodal",
                "figure4": "released", "modality": "released", "compute": "released"}
@@ -125,6 +127,11 @@ def table1(facts: pd.DataFrame, out: Path) -> list[Path]:
         row[f"{bench} ours"] = _triple(g["ours"])
         row[f"{bench} paper"] = _triple(g["paper"])
         row[f"{bench} Δ"] = _triple(g["diff"], signed=True)
+    marked = _holm_marks(data)
+    if marked:
+        for r in frame.drop_duplicates("run_dir").to_dict("records"):
+            if r["run_dir"] in marked:
+                cells[r["method"]][f"{r['benchmark']} ours"] += zoo.MARK
     columns = ["method", "means"] + [f"{b} {c}" for b in benches for c in ("ours", "paper", "Δ")]
     pairs = frame.drop_duplicates("method").set_index("method")[["model", "calibration"]]
     order = sorted(cells, key=lambda m: _row_order(m, *pairs.loc[m]))
@@ -135,6 +142,9 @@ def table1(facts: pd.DataFrame, out: Path) -> list[Path]:
     else:
         note = (f"**Not comparable with the paper** (benchmarks {', '.join(benches)}; models "
                 f"{', '.join(sorted(set(frame['model'])))}): the paper columns are shown as {NA}.")
+    if marked is not None:
+        note += (f" {zoo.MARK} = NDCG@10 differs from the same model without calibration (paired "
+                 f"randomisation test over queries, Holm-corrected over the table, level {zoo.LEVEL}).")
     if (frame["calibration_source"] == "crossfit").any():
         note += ("\n\nGR rows marked \"cross-fitted means (not the paper's recipe)\" fit their means "
                  "on held-out folds of the evaluation data: MixBench has no training split. The "
@@ -144,6 +154,20 @@ def table1(facts: pd.DataFrame, out: Path) -> list[Path]:
     text = (f"# Table 1{toy}: NDCG@10 / NDCG@100 / Recall@1\n\n" + note + "\n\n" + markdown_table(md))
     atomic_write_text(out / "table1.md", text)
     return [out / "table1.md", out / "table1.csv"]
+
+
+def _holm_marks(data: pd.DataFrame) -> set[str] | None:
+    """Run dirs of calibrated rows whose NDCG@10 differs from the same model, fusion and
+    benchmark without calibration, Holm-corrected over the table; None when some run has no
+    ``per_query.csv`` (no test possible)."""
+    base = {(r["model"], r["fusion"], r["benchmark"]): r["run_dir"]
+            for r in data.to_dict("records") if r["calibration"] == "none"}
+    pairs = [(base[(r["model"], r["fusion"], r["benchmark"])], r["run_dir"])
+             for r in data.to_dict("records")
+             if r["calibration"] != "none" and (r["model"], r["fusion"], r["benchmark"]) in base]
+    if not pairs or not all((Path(d) / "per_query.csv").is_file() for pair in pairs for d in pair):
+        return None
+    return {b for (_, b), t in zip(pairs, zoo.holm_compare(pairs), strict=True) if t["significant"]}
 
 
 def _method(model: str, calibration: str, fusion: str = "weighted", name: str | None = None) -> str:
@@ -299,6 +323,10 @@ def render(sweeps: list[Path], out: Path, artefacts: list[str] | None) -> tuple[
     skipped = []
     for name in artefacts or ARTEFACTS:
         try:
+            if name in ("zoo", "samples"):  # calibration x merge zoo, sample-count ablation
+                ablation = zoo.zoo_facts(jobs)
+                written += zoo.zoo_table(ablation, out) if name == "zoo" else zoo.samples_figure(ablation, out)
+                continue
             written += table1(facts, out) if name == "table1" else figure(facts, name, out)
         except ValueError as e:
             if artefacts:  # asked for explicitly: its data must be there

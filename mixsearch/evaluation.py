@@ -54,7 +54,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                     "files": {}, "state_dir": None, "max_samples": None, "train_sets": []},
     "fusion": {"method": "weighted", "alpha": 0.5, "query": "weighted", "query_alpha": 0.5},
     "retrieval": {"backend": "exact", "k": 100, "chunk_size": None, "device": "auto",
-                  "ties": "trec", "merge": "single", "rrf_k": 60},
+                  "ties": "trec", "merge": "single", "rrf_k": 60, "index": "flat", "nlist": None,
+                  "nprobe": 32, "hnsw_m": 32, "ef_search": 256},
     "metrics": {"ks": [1, 5, 10, 100], "gain": "linear", "ndcg_variant": "trec",
                 "measures": ["ndcg", "recall", "mrr"]},
 }
@@ -362,19 +363,21 @@ class Evaluator:
         centroids_after = modality_centroids(self.centred_docs)
         qids = scorer.qids
         targets = np.array([self.target[q] for q in qids], dtype=object)
-        fixed = {"qid": qids, "target_modality": targets,
-                 "query_role": qs.roles[scorer.query_rows]}
+        # The columns every α shares, built once (pandas' string columns are slow to make).
+        fixed = pd.DataFrame({"qid": qids, "target_modality": targets,
+                              "query_role": qs.roles[scorer.query_rows]})
         q_before, q_after = role_centroids(qs.before, qs.roles), role_centroids(qs.after, qs.roles)
-        corpus, mods = self._corpus_summary(), self.docs.modalities
+        corpus, mods = self._corpus_summary(), np.asarray(self.docs.modalities, dtype=str)
+        cent_before, cent_after = before_mixed.centroids(alphas), mixed.centroids(alphas)
         results = []
-        for alpha, top in zip(alphas, tops, strict=True):
+        for n, top in enumerate(tops):
             columns, first = scorer.columns(top.indices)
-            table = pd.DataFrame({**fixed, **columns, "first_rel_rank": first})
+            table = pd.concat([fixed, pd.DataFrame({**columns, "first_rel_rank": first})], axis=1)
             gap = {**qs.gap, "query_role": sorted(set(qs.roles.tolist())),
                    "mean_cosine_before": mean_cosine_from_centroids(
-                       q_before, {**centroids_before, "image+text": before_mixed.centroid(alpha)}),
+                       q_before, {**centroids_before, "image+text": cent_before[n]}),
                    "mean_cosine_after": mean_cosine_from_centroids(
-                       q_after, {**centroids_after, "image+text": mixed.centroid(alpha)})}
+                       q_after, {**centroids_after, "image+text": cent_after[n]})}
             results.append(EvalResult(
                 metrics={name: float(col.mean()) for name, col in columns.items()},
                 per_query=table,
@@ -422,7 +425,8 @@ class Evaluator:
         idx = np.flatnonzero(rows)
         hit = search(queries, docs[idx], k, doc_ids=[self.docs.ids[i] for i in idx],
                      backend=r["backend"], chunk_size=r["chunk_size"], device=r["device"],
-                     ties=r["ties"])
+                     ties=r["ties"], index=r["index"], nlist=r["nlist"], nprobe=r["nprobe"],
+                     hnsw_m=r["hnsw_m"], ef_search=r["ef_search"])
         return hit.scores, idx[hit.indices]
 
     def _corpus_summary(self) -> dict[str, Any]:

@@ -18,11 +18,11 @@ calibration (the CLIP baseline).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-FUSION_METHODS = ("weighted", "score", "joint")
 QUERY_MODES = ("text", "image", "weighted", "joint")
 
 
@@ -136,37 +136,80 @@ def centre(
     return replace(views, text=text.astype(np.float32), image=image.astype(np.float32), joint=joint)
 
 
+def _weighted(centred: Views, alpha: float) -> np.ndarray:
+    """Embedding fusion: ``normalise(α·t + (1−α)·i)`` for image+text rows."""
+    w_text, w_image = _weights(centred, alpha)
+    return l2_normalise(w_text * centred.text + w_image * centred.image)
+
+
+def _score(centred: Views, alpha: float) -> np.ndarray:
+    """Late fusion: ``α·normalise(t) + (1−α)·normalise(i)``: its dot product with a query is
+    ``α·s(q, text) + (1−α)·s(q, image)``, each side calibrated with its own mean."""
+    w_text, w_image = _weights(centred, alpha)
+    return w_text * l2_normalise(centred.text) + w_image * l2_normalise(centred.image)
+
+
+def _joint(centred: Views, alpha: float) -> np.ndarray:
+    """``normalise(j)``, the (centred) joint embedding of the pair; ``alpha`` unused."""
+    both = centred.both
+    if centred.joint is None and both.any():
+        raise ValueError("fusion.method=joint: no joint image+text embeddings were given")
+    out = l2_normalise(centred.text + centred.image)  # unimodal rows: one part is zero
+    if both.any():
+        out[both] = l2_normalise(centred.joint[both])  # type: ignore[index]
+    return out
+
+
+def _weights(centred: Views, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    both = centred.both
+    w_text = np.where(both, np.float32(alpha), np.float32(1.0))[:, None]
+    w_image = np.where(both, np.float32(1.0 - alpha), np.float32(1.0))[:, None]
+    return w_text, w_image
+
+
+#: ``fusion.method`` -> ``fn(centred views, alpha) -> searched vectors``; see :func:`register_fusion`.
+_FUSERS: dict[str, Callable[[Views, float], np.ndarray]] = {
+    "weighted": _weighted, "score": _score, "joint": _joint}
+
+
+def register_fusion(name: str, fn: Callable[[Views, float], np.ndarray], *, overwrite: bool = False) -> None:
+    """Make ``fusion.method=<name>`` build the searched vectors with ``fn(centred, alpha)``.
+
+    ``fn`` gets the calibrated (not normalised) parts of every item and the text weight, and
+    returns one unit vector per row; unimodal rows should be ``normalise(t)`` / ``normalise(i)``.
+
+    Raises:
+        ValueError: ``name`` is taken and ``overwrite`` is False.
+    """
+    if name in _FUSERS and not overwrite and _FUSERS[name] is not fn:
+        raise ValueError(f"fusion method {name!r} is already registered")
+    _FUSERS[name] = fn
+
+
+def available_fusions() -> list[str]:
+    """Names of the registered fusion methods."""
+    return sorted(_FUSERS)
+
+
 def fuse(centred: Views, *, method: str = "weighted", alpha: float = 0.5) -> np.ndarray:
-    """The searched vectors from centred parts.
+    """The searched vectors from centred parts, by the registered ``fusion.method``.
 
     * ``weighted`` (embedding fusion): ``normalise(α·t + (1−α)·i)`` for image+text rows.
     * ``score`` (late fusion): ``α·normalise(t) + (1−α)·normalise(i)``, so its dot product with a
       query is ``α·s(q, text) + (1−α)·s(q, image)``, each side calibrated with its own mean.
     * ``joint``: ``normalise(j)``, the (centred) joint embedding of the pair; ``alpha`` unused.
 
-    Unimodal rows are ``normalise(t)`` or ``normalise(i)`` under every method.
+    Unimodal rows are ``normalise(t)`` or ``normalise(i)`` under every built-in method.
 
     Raises:
         ValueError: unknown ``fusion.method``, ``alpha`` outside [0, 1] (``fusion.alpha``), or
             ``joint`` without joint embeddings.
     """
-    if method not in FUSION_METHODS:
-        raise ValueError(f"fusion.method: unknown method {method!r}; choose one of {FUSION_METHODS}")
+    if method not in _FUSERS:
+        raise ValueError(f"fusion.method: unknown method {method!r}; choose one of {available_fusions()}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"fusion.alpha: the text weight must be in [0, 1], got {alpha!r}")
-    both = centred.both
-    if method == "joint":
-        if centred.joint is None and both.any():
-            raise ValueError("fusion.method=joint: no joint image+text embeddings were given")
-        out = l2_normalise(centred.text + centred.image)  # unimodal rows: one part is zero
-        if both.any():
-            out[both] = l2_normalise(centred.joint[both])  # type: ignore[index]
-        return out
-    w_text = np.where(both, np.float32(alpha), np.float32(1.0))[:, None]
-    w_image = np.where(both, np.float32(1.0 - alpha), np.float32(1.0))[:, None]
-    if method == "weighted":
-        return l2_normalise(w_text * centred.text + w_image * centred.image)
-    return w_text * l2_normalise(centred.text) + w_image * l2_normalise(centred.image)
+    return _FUSERS[method](centred, float(alpha))
 
 
 def build_query_matrix(

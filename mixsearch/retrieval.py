@@ -21,7 +21,7 @@ k-th place spill past it, so the result is exact, not approximate.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -31,9 +31,12 @@ import torch
 from mixsearch.encoders.offline import resolve_device
 
 BACKENDS = ("exact", "faiss")
+INDEXES = ("flat", "ivf", "hnsw")
 TIES = ("trec", "id_asc")
 # Largest query-chunk x doc-chunk score block (float32 elements, 128 MiB) held at once.
 _MAX_BLOCK_ELEMENTS = 1 << 25
+# Most doc rows converted to float32 and scored at once (bounds memory for streamed docs).
+_DOC_CHUNK = 1 << 16
 # Extra candidates fetched beyond k so that boundary ties rarely need the slow path.
 _TIE_MARGIN = 16
 
@@ -61,6 +64,11 @@ def search(
     chunk_size: int | None = None,
     device: str = "auto",
     ties: str = "trec",
+    index: str = "flat",
+    nlist: int | None = None,
+    nprobe: int = 32,
+    hnsw_m: int = 32,
+    ef_search: int = 256,
 ) -> TopK:
     """Return the k highest-scoring docs per query, ties broken by doc id.
 
@@ -75,6 +83,12 @@ def search(
         device: ``"auto"`` (cuda if available, else cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
             (exact backend; FAISS runs on the CPU).
         ties: ``"trec"`` (id descending, trec_eval's order) or ``"id_asc"``.
+        index: FAISS index (``backend="faiss"``): ``"flat"`` (exact, the default), ``"ivf"``
+            (``IndexIVFFlat``: ``nlist`` k-means cells, default ``4·sqrt(nd)``, ``nprobe``
+            searched) or ``"hnsw"`` (``IndexHNSWFlat`` with ``hnsw_m`` links, ``ef_search``).
+            IVF and HNSW are approximate: a query may miss true top-k docs (measure recall with
+            ``experiments/bench_scale.py``); their candidates are still ordered by (score, id).
+        nlist, nprobe, hnsw_m, ef_search: the IVF / HNSW parameters.
 
     Returns:
         TopK with ``(nq, min(k, nd))`` float32 scores and int64 row indices.
@@ -88,31 +102,80 @@ def search(
         raise ValueError(
             f"retrieval.backend: unknown backend {backend!r}; choose one of {BACKENDS}"
         )
+    if index not in INDEXES:
+        raise ValueError(f"retrieval.index: unknown index {index!r}; choose one of {INDEXES}")
     q = _as_matrix(queries, "queries")
-    d = _as_matrix(docs, "docs")
+    d = _as_matrix(docs, "docs") if backend == "faiss" else np.asarray(docs)
+    if d.ndim != 2:
+        raise ValueError(f"docs must be a 2-D (n, dim) array, got shape {d.shape}")
     if q.shape[1] != d.shape[1]:
         raise ValueError(f"queries have dim {q.shape[1]} but docs have dim {d.shape[1]}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"retrieval.k must be a positive integer, got {k!r}")
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"retrieval.chunk_size must be a positive integer, got {chunk_size!r}")
-    k = min(int(k), d.shape[0])
+    k = _check_k(k, chunk_size)
+    k = min(k, d.shape[0])
     order = IdOrder(doc_ids, d.shape[0], ties)
     if k == 0 or q.shape[0] == 0:
         return TopK(np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64))
     if backend == "faiss":
-        return _search_faiss(q, d, k, order)
-    return _search_exact(q, d, k, order, chunk_size, resolve_device(device, "retrieval.device"))
+        return _search_faiss(q, d, k, order, index=index, nlist=nlist, nprobe=nprobe,
+                             hnsw_m=hnsw_m, ef_search=ef_search)
+    return _search_exact(q, [d], d.shape[0], k, order, chunk_size,
+                         resolve_device(device, "retrieval.device"))
 
 
-def _as_matrix(x: np.ndarray, name: str) -> np.ndarray:
-    """Validate a 2-D finite embedding matrix and return it as C-contiguous float32."""
+def search_blocks(
+    queries: np.ndarray,
+    blocks: Iterable[np.ndarray],
+    k: int,
+    *,
+    n_docs: int,
+    doc_ids: Sequence[str] | None = None,
+    chunk_size: int | None = None,
+    device: str = "auto",
+    ties: str = "trec",
+) -> TopK:
+    """Exact search over docs given as consecutive row blocks, read one at a time.
+
+    The same results as :func:`search` on the stacked blocks, in bounded memory: each block
+    (e.g. a memory-mapped cache part, float16 or float32) is converted to float32 in chunks
+    and scored against every query chunk; no ``queries x docs`` matrix and no stacked copy
+    of the docs is ever formed, and a generator of blocks is consumed once.
+
+    Args:
+        queries: ``(nq, d)`` normalised query embeddings.
+        blocks: ``(n_i, d)`` arrays whose rows, in order, are the ``n_docs`` docs.
+        k: results per query; clipped to ``n_docs``.
+        n_docs: total number of doc rows (checked against the blocks).
+        doc_ids, chunk_size, device, ties: as for :func:`search`.
+
+    Raises:
+        ValueError: as :func:`search`, or blocks whose rows do not add up to ``n_docs``.
+    """
+    q = _as_matrix(queries, "queries")
+    k = min(_check_k(k, chunk_size), n_docs)
+    order = IdOrder(doc_ids, n_docs, ties)
+    if k == 0 or q.shape[0] == 0:
+        return TopK(np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64))
+    return _search_exact(q, blocks, n_docs, k, order, chunk_size,
+                         resolve_device(device, "retrieval.device"))
+
+
+def _check_k(k: int, chunk_size: int | None) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"retrieval.k must be a positive integer, got {k!r}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"retrieval.chunk_size must be a positive integer, got {chunk_size!r}")
+    return int(k)
+
+
+def _as_matrix(x: np.ndarray, name: str, offset: int = 0) -> np.ndarray:
+    """Validate a 2-D finite embedding matrix and return it as C-contiguous float32 (rows are
+    named from ``offset`` on)."""
     arr = np.ascontiguousarray(x, dtype=np.float32)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (n, dim) array, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        raise ValueError(f"{name} row {bad} contains NaN or infinite values")
+        raise ValueError(f"{name} row {offset + bad} contains NaN or infinite values")
     return arr
 
 
@@ -191,40 +254,64 @@ def block_topk(
 
 def _search_exact(
     q: np.ndarray,
-    d: np.ndarray,
+    blocks: Iterable[np.ndarray],
+    nd: int,
     k: int,
     order: IdOrder,
     chunk_size: int | None,
     device: torch.device,
 ) -> TopK:
-    nq, nd = q.shape[0], d.shape[0]
-    q_chunk = chunk_size or max(1, _MAX_BLOCK_ELEMENTS // nd)
-    q_chunk = min(q_chunk, nq)
-    d_chunk = min(nd, max(1, _MAX_BLOCK_ELEMENTS // q_chunk))
-    docs_t = torch.from_numpy(d).to(device)
+    nq, dim = q.shape
+    # Doc chunks of at most _DOC_CHUNK rows; query chunks filling the score-block budget.
+    q_chunk = min(nq, chunk_size or max(1, _MAX_BLOCK_ELEMENTS // min(nd, _DOC_CHUNK)))
+    d_chunk = max(1, _MAX_BLOCK_ELEMENTS // q_chunk)
     queries_t = torch.from_numpy(q)
     # One reused score buffer: a fresh large block per chunk costs page faults on the CPU.
-    buffer = torch.empty(q_chunk * d_chunk, dtype=torch.float32, device=device)
-    scores = np.empty((nq, k), np.float32)
-    indices = np.empty((nq, k), np.int64)
+    buffer = torch.empty(q_chunk * min(d_chunk, nd), dtype=torch.float32, device=device)
+    # best[qs]: the exact top-k so far of query chunk qs over the docs scanned so far
+    best: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    offset = 0
     with torch.inference_mode():
-        for qs in range(0, nq, q_chunk):
-            qb = queries_t[qs : qs + q_chunk].to(device)
-            best = None
-            for ds in range(0, nd, d_chunk):
-                db = docs_t[ds : ds + d_chunk]
-                block = buffer[: qb.shape[0] * db.shape[0]].view(qb.shape[0], db.shape[0])
-                part = block_topk(torch.mm(qb, db.T, out=block), ds, k, order)
-                if best is not None:  # merging exact partial top-k's by the same rule is exact
-                    part = order.select(
-                        np.hstack([best[0], part[0]]), np.hstack([best[1], part[1]]), k
-                    )
-                best = part
-            scores[qs : qs + q_chunk], indices[qs : qs + q_chunk] = best
-    return TopK(scores, indices)
+        for blk in blocks:
+            if np.ndim(blk) != 2 or blk.shape[1] != dim:
+                raise ValueError(f"docs block at row {offset} has shape {np.shape(blk)}; "
+                                 f"expected (n, {dim})")
+            if offset + blk.shape[0] > nd:
+                raise ValueError(f"docs blocks hold more than the {nd} rows announced")
+            for bs in range(0, blk.shape[0], d_chunk):
+                ds = offset + bs
+                chunk = _as_matrix(blk[bs : bs + d_chunk], "docs", ds)
+                if not chunk.flags.writeable:  # a read-only memory map: torch wants a copy
+                    chunk = chunk.copy()
+                db = torch.from_numpy(chunk).to(device)
+                for qs in range(0, nq, q_chunk):
+                    qb = queries_t[qs : qs + q_chunk].to(device)
+                    block = buffer[: qb.shape[0] * db.shape[0]].view(qb.shape[0], db.shape[0])
+                    part = block_topk(torch.mm(qb, db.T, out=block), ds, k, order)
+                    if qs in best:  # merging exact partial top-k's by the same rule is exact
+                        prev = best[qs]
+                        part = order.select(np.hstack([prev[0], part[0]]),
+                                            np.hstack([prev[1], part[1]]), k)
+                    best[qs] = part
+            offset += blk.shape[0]
+    if offset != nd:
+        raise ValueError(f"docs blocks hold {offset} rows, but {nd} were announced")
+    return TopK(np.concatenate([best[qs][0] for qs in sorted(best)]),
+                np.concatenate([best[qs][1] for qs in sorted(best)]))
 
 
-def _search_faiss(q: np.ndarray, d: np.ndarray, k: int, order: IdOrder) -> TopK:
+def _search_faiss(
+    q: np.ndarray,
+    d: np.ndarray,
+    k: int,
+    order: IdOrder,
+    *,
+    index: str = "flat",
+    nlist: int | None = None,
+    nprobe: int = 32,
+    hnsw_m: int = 32,
+    ef_search: int = 256,
+) -> TopK:
     try:
         import faiss
     except ImportError as err:
@@ -232,8 +319,10 @@ def _search_faiss(q: np.ndarray, d: np.ndarray, k: int, order: IdOrder) -> TopK:
             "retrieval.backend='faiss' needs faiss: pip install 'mixsearch[faiss]' (faiss-cpu)"
         ) from err
     nd = d.shape[0]
-    index = faiss.IndexFlatIP(d.shape[1])
-    index.add(d)
+    if index != "flat":
+        return _search_faiss_approx(q, d, k, order, index, nlist, nprobe, hnsw_m, ef_search)
+    flat = faiss.IndexFlatIP(d.shape[1])
+    flat.add(d)
     scores = np.empty((q.shape[0], k), np.float32)
     indices = np.empty((q.shape[0], k), np.int64)
     todo = np.arange(q.shape[0])
@@ -241,9 +330,71 @@ def _search_faiss(q: np.ndarray, d: np.ndarray, k: int, order: IdOrder) -> TopK:
     # Rows whose ties at the k-th place reach the last candidate are searched again with twice
     # as many candidates; with all nd docs as candidates the selection is exact.
     while todo.size:
-        vals, rows = index.search(q[todo], m)
+        vals, rows = flat.search(q[todo], m)
         s, r = order.select(vals, rows, k)
         done = np.ones(todo.size, bool) if m == nd else vals[:, m - 1] != vals[:, k - 1]
         scores[todo[done]], indices[todo[done]] = s[done], r[done]
         todo, m = todo[~done], min(2 * m, nd)
     return TopK(scores, indices)
+
+
+def build_faiss_index(
+    d: np.ndarray,
+    index: str,
+    *,
+    nlist: int | None = None,
+    nprobe: int = 32,
+    hnsw_m: int = 32,
+    ef_search: int = 256,
+    seed: int = 0,
+):
+    """An inner-product FAISS ``ivf`` or ``hnsw`` index over ``d`` (float32, normalised).
+
+    IVF trains its k-means on at most 64 points per cell (a seeded sample; FAISS asks for at
+    least 39).
+
+    Raises:
+        ValueError: an unknown ``retrieval.index`` or a non-positive parameter (named).
+    """
+    import faiss
+
+    nd, dim = d.shape
+    for name, value in (("nprobe", nprobe), ("hnsw_m", hnsw_m), ("ef_search", ef_search),
+                        ("nlist", 1 if nlist is None else nlist)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"retrieval.{name} must be a positive integer, got {value!r}")
+    if index == "hnsw":
+        idx = faiss.IndexHNSWFlat(dim, int(hnsw_m), faiss.METRIC_INNER_PRODUCT)
+        idx.hnsw.efSearch = int(ef_search)
+        idx.add(d)
+        return idx
+    if index != "ivf":
+        raise ValueError(f"retrieval.index: unknown index {index!r}; choose one of {INDEXES}")
+    cells = int(nlist or max(1, round(4 * np.sqrt(nd))))
+    cells = min(cells, nd)
+    quantizer = faiss.IndexFlatIP(dim)
+    idx = faiss.IndexIVFFlat(quantizer, dim, cells, faiss.METRIC_INNER_PRODUCT)
+    sample = d
+    if nd > 64 * cells:
+        sample = d[np.sort(np.random.default_rng(seed).choice(nd, 64 * cells, replace=False))]
+    idx.train(np.ascontiguousarray(sample))
+    idx.add(d)
+    idx.nprobe = min(int(nprobe), cells)
+    return idx
+
+
+def _search_faiss_approx(
+    q: np.ndarray, d: np.ndarray, k: int, order: IdOrder, index: str, nlist: int | None,
+    nprobe: int, hnsw_m: int, ef_search: int,
+) -> TopK:
+    idx = build_faiss_index(d, index, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m,
+                            ef_search=ef_search)
+    m = min(k + _TIE_MARGIN, d.shape[0])
+    vals, rows = idx.search(q, m)
+    short = (rows >= 0).sum(axis=1) < k
+    vals = np.where(rows < 0, -np.inf, vals).astype(np.float32)
+    s, r = order.select(vals, np.maximum(rows, 0), k)
+    if short.any():  # too few candidates in the probed cells: search those queries exactly
+        ex = _search_exact(q[short], [d], d.shape[0], k, order, None, torch.device("cpu"))
+        s[short], r[short] = ex.scores, ex.indices
+    return TopK(s, r)

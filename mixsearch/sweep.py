@@ -71,7 +71,6 @@ class MixedDocs:
     tt: np.ndarray
     ii: np.ndarray
     ti: np.ndarray
-    _parts64: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def build(cls, centred: Views, method: str) -> MixedDocs:
@@ -141,18 +140,20 @@ class MixedDocs:
         bound[:, unsafe] = np.inf
         return bound
 
-    def centroid(self, alpha: float) -> np.ndarray:
-        """Mean of the fused, normalised vectors (float64), without forming them."""
-        a, b = (float(w) for w in _weights(alpha))
+    def centroids(self, alphas: list[float]) -> np.ndarray:
+        """``(n_alphas, d)`` means of the fused, normalised vectors (float64), without forming
+        them: one weighted sum of the parts per α, all α in one matmul."""
+        m = len(self.rows)
+        a = np.array([float(_weights(x)[0]) for x in alphas])[:, None]
+        b = np.array([float(_weights(x)[1]) for x in alphas])[:, None]
         if self.method == "score":
-            w = np.full(len(self.rows), 1.0 / len(self.rows))
+            w = np.full((len(alphas), m), 1.0 / m)
         else:
-            w = self.inverse_norms(alpha).astype(np.float64) / len(self.rows)
-        if self._parts64 is None:  # float64 copies, summed in float64 as the plain path's mean
-            self._parts64 = (self.text.astype(np.float64), self.image.astype(np.float64))
-        # einsum: a plain loop here is ~50x faster than a BLAS gemv on a busy machine
-        return (a * np.einsum("i,ij->j", w, self._parts64[0])
-                + b * np.einsum("i,ij->j", w, self._parts64[1]))
+            w = np.stack([self.inverse_norms(x).astype(np.float64) / m for x in alphas])
+        w_t = torch.from_numpy(w)
+        sums = [(w_t @ torch.from_numpy(part.astype(np.float64))).numpy()
+                for part in (self.text, self.image)]
+        return a * sums[0] + b * sums[1]
 
 
 class ChunkSweep:
@@ -260,6 +261,7 @@ class RankScorer:
             raise ValueError("qrels: no query has a relevant document (grade > 0); nothing to evaluate")
         qpos = {q: i for i, q in enumerate(query_ids)}
         self.query_rows = np.array([qpos[q] for q in self.qids], np.int64)
+        self._all_rows = np.array_equal(self.query_rows, np.arange(len(query_ids)))
         self.judged = [qrels[q] for q in self.qids]
         dpos = {d: i for i, d in enumerate(doc_ids)}
         self.n_docs = len(doc_ids)
@@ -279,7 +281,7 @@ class RankScorer:
 
     def grades(self, indices: np.ndarray) -> np.ndarray:
         """``(n_evaluated, k)`` grades of the ranked docs (unjudged: 0)."""
-        idx = indices[self.query_rows]
+        idx = indices if self._all_rows else indices[self.query_rows]
         lookup = np.arange(len(self.qids), dtype=np.int64)[:, None] * self.n_docs + idx
         if self.dense is not None:
             return self.dense[lookup].astype(np.int64)
@@ -289,7 +291,11 @@ class RankScorer:
         return np.where(self.keys[pos] == lookup, self.grades_of_key[pos], 0)
 
     def columns(self, indices: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Measure columns and ``first_rel_rank`` (NaN when no relevant doc is ranked)."""
+        """Measure columns and ``first_rel_rank`` (NaN when no relevant doc is ranked).
+
+        One rank matrix at a time: batching several α into one call is slower (its arrays
+        leave the CPU cache), and every measure is row by row anyway.
+        """
         full = self.grades(indices)
         width = max(self.ks)
         grades = np.zeros((full.shape[0], width), np.int64)

@@ -136,3 +136,28 @@ def test_registered_plugin_runs_through_resolve_and_errors_name_options():
         resolve({"method": "shrink_test", "params": {"facto": 1}}, q, d)
     with pytest.raises(ValueError, match="calibration.source=files: set calibration.state_dir"):
         resolve({"method": "i0t", "source": "files"}, q, d)
+
+
+def test_registered_fusion_method_is_selectable():
+    from mixsearch.fusion import available_fusions, l2_normalise, register_fusion
+
+    def text_first(centred, alpha):  # image+text docs by their text alone
+        return l2_normalise(np.where(centred.has_text[:, None], centred.text, centred.image))
+
+    register_fusion("text_first_test", text_first)
+    assert {"weighted", "score", "joint", "text_first_test"} <= set(available_fusions())
+    bench, embs, pools = synthetic(n_q=15, n_docs=45)
+    ev = Evaluator(bench, embs, corpus={"mode": "released"}, calibration={"method": "gr", "source": "train"},
+                   pools=pools, metrics={"ks": [10]})
+    assert ev.run({"method": "text_first_test"}).metrics == ev.run({"method": "weighted", "alpha": 1.0}).metrics
+    with pytest.raises(ValueError, match="already registered"):
+        register_fusion("weighted", text_first)
+
+
+def test_method_by_module_path_needs_no_registration():
+    q, d = views(10, image=False), views(12)
+    cal = resolve({"method": "test_calibrators:Shrink", "params": {"factor": 0.5},
+                   "source": "transductive"}, q, d)
+    np.testing.assert_allclose(cal.apply(d, "doc").image, d.image * 0.5, atol=1e-7)
+    with pytest.raises(ValueError, match="calibration.method: cannot load 'nope_mod:X'"):
+        resolve({"method": "nope_mod:X"}, q, d)

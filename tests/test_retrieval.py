@@ -5,6 +5,7 @@ The default tie order is trec_eval's (doc id descending); ``ties="id_asc"`` is a
 from __future__ import annotations
 
 import sys
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -201,3 +202,73 @@ def test_candidate_selection_orders_signed_zeros_and_negatives_like_floats():
     # trec: equal scores (0.0 and -0.0 here) by id descending
     _, trec_rows = retrieval.IdOrder(ids, 8).select(scores, np.arange(8)[None], 8)
     assert trec_rows[0].tolist() == [3, 5, 0, 1, 7, 6, 2, 4]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_search_blocks_equals_search_on_the_stacked_docs(monkeypatch, tmp_path, dtype):
+    """Streamed blocks (memory-mapped .npy files, float16 or float32, some smaller than k),
+    consumed once from a generator, give the whole-matrix result; tiny chunk budgets force
+    doc chunks inside blocks."""
+    q, d = _grid_data(10, 23, 170)
+    ids = _shuffled_ids(170, 11)
+    cuts = [0, 5, 60, 61, 130, 170]
+    for n, (a, b) in enumerate(pairwise(cuts)):
+        np.save(tmp_path / f"p{n}.npy", d[a:b].astype(dtype))
+    blocks = (np.load(tmp_path / f"p{n}.npy", mmap_mode="r") for n in range(len(cuts) - 1))
+    monkeypatch.setattr(retrieval, "_DOC_CHUNK", 16)
+    monkeypatch.setattr(retrieval, "_MAX_BLOCK_ELEMENTS", 300)
+    got = retrieval.search_blocks(q, blocks, 12, n_docs=170, doc_ids=ids)
+    _assert_same(got, _brute(q, d.astype(dtype).astype(np.float32), 12, ids))
+
+
+def test_search_blocks_checks_rows_and_values():
+    q, d = _grid_data(12, 3, 20)
+    with pytest.raises(ValueError, match="docs blocks hold 20 rows, but 25 were announced"):
+        retrieval.search_blocks(q, [d[:10], d[10:]], 3, n_docs=25)
+    with pytest.raises(ValueError, match="docs blocks hold more than the 15 rows announced"):
+        retrieval.search_blocks(q, [d[:10], d[10:]], 3, n_docs=15)
+    bad = d.copy()
+    bad[13, 0] = np.nan
+    with pytest.raises(ValueError, match="docs row 13 contains NaN or infinite values"):
+        retrieval.search_blocks(q, [bad[:10], bad[10:]], 3, n_docs=20)
+    with pytest.raises(ValueError, match=r"docs block at row 10 has shape \(10, 5\)"):
+        retrieval.search_blocks(q, [d[:10], d[10:, :5]], 3, n_docs=20)
+
+
+def _unit(rng, n, dim):
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_faiss_ivf_probing_every_cell_is_exact_and_hnsw_recalls():
+    rng = np.random.default_rng(13)
+    d, q = _unit(rng, 2000, 24), _unit(rng, 30, 24)
+    exact = search(q, d, 20)
+    ivf = search(q, d, 20, backend="faiss", index="ivf", nlist=16, nprobe=16)
+    np.testing.assert_array_equal(ivf.indices, exact.indices)  # scores differ by rounding only
+    np.testing.assert_allclose(ivf.scores, exact.scores, atol=1e-6)
+    few = search(q, d, 20, backend="faiss", index="ivf", nlist=16, nprobe=1)
+    recall_few = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(few.indices, exact.indices, strict=True)])
+    assert recall_few < 1.0  # one probed cell of 16 misses true neighbours
+    hnsw = search(q, d, 20, backend="faiss", index="hnsw", hnsw_m=16, ef_search=200)
+    recall = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(hnsw.indices, exact.indices, strict=True)])
+    assert recall >= 0.9
+    assert (np.diff(hnsw.scores, axis=1) <= 0).all()
+
+
+def test_faiss_ivf_with_too_few_candidates_falls_back_to_exact():
+    # 3 cells, 1 probed, k = 150 of 200 docs: most queries see fewer than k candidates.
+    rng = np.random.default_rng(14)
+    d, q = _unit(rng, 200, 8), _unit(rng, 5, 8)
+    got = search(q, d, 150, backend="faiss", index="ivf", nlist=3, nprobe=1)
+    np.testing.assert_array_equal(got.indices, search(q, d, 150).indices)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"index": "lsh"}, r"retrieval\.index: unknown index 'lsh'"),
+    ({"index": "ivf", "nprobe": 0}, r"retrieval\.nprobe must be a positive integer, got 0"),
+])
+def test_bad_faiss_index_options(kwargs, message):
+    eye = np.eye(3, dtype=np.float32)
+    with pytest.raises(ValueError, match=message):
+        search(eye, eye, 1, backend="faiss", **kwargs)

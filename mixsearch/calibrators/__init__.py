@@ -22,8 +22,8 @@ Adding a method is one module::
 
     register_calibrator("shrink", Shrink)
 
-then ``python run.py calibration.method=shrink`` (options from ``calibration.params``) or
-``mixsearch.evaluate(enc, bench, calibration={"method": "shrink"})``.
+then ``mixsearch.evaluate(enc, bench, calibration={"method": "shrink"})`` (options from
+``calibration.params``), or without registering, ``python run.py calibration.method=mymodule:Shrink``.
 """
 
 from __future__ import annotations
@@ -119,13 +119,20 @@ def build_calibrator(name: str, params: dict[str, Any] | None = None) -> Calibra
         ValueError: unknown method (``calibration.method``) or a parameter the method does not
             take (``calibration.params``).
     """
+    if name not in _REGISTRY and ":" in name:  # "module:Class", a method in the user's own file
+        register_calibrator(name, name)
     if name not in _REGISTRY:
         raise ValueError(f"calibration.method: unknown method {name!r}; choose one of "
-                         f"{available_calibrators()}")
+                         f"{available_calibrators()} or give 'module:Class'")
     factory = _REGISTRY[name]
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
-        factory = _REGISTRY[name] = getattr(importlib.import_module(module), attr)
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            del _REGISTRY[name]
+            raise ValueError(f"calibration.method: cannot load {factory!r}: {e}") from e
+        _REGISTRY[name] = factory
     params = dict(params or {})
     try:
         inspect.signature(factory).bind(**params)

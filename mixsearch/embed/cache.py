@@ -325,9 +325,10 @@ class CacheEntry:
             return None
         return n if 0 < n <= len(self.ids) else None
 
-    def read_part(self, p: int, *, warn: bool = True) -> Part | None:
+    def read_part(self, p: int, *, warn: bool = True, mmap: bool = False) -> Part | None:
         """Part ``p`` if it exists and is sound, else None (a corrupt part logs a warning
-        naming the file when ``warn``)."""
+        naming the file when ``warn``). ``mmap``: the vectors are a read-only memory map of
+        the ``.npy`` file (pages are read on use, and freed with the array)."""
         npy = self._file(p, ".npy")
         if not npy.is_file():
             return None
@@ -336,7 +337,7 @@ class CacheEntry:
             if not isinstance(meta, dict):
                 raise ValueError(f"ids file holds a JSON {type(meta).__name__}, not an object")
             st = os.stat(npy)
-            vectors = np.load(npy, allow_pickle=False)
+            vectors = np.load(npy, allow_pickle=False, mmap_mode="r" if mmap else None)
             problem = self._check_part(p, meta["ids"], meta["skipped"], vectors)
             problem = problem or self._verify(npy, st, meta.get("checksum"), vectors, meta["ids"])
         except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError) as e:

@@ -168,13 +168,22 @@ class _Extractor:
                 if rows is not None:
                     chunks.append(rows)
                 self.bar.update(len(batch_ids) + len(failed))
-        return Part(ids, np.concatenate(chunks), skipped, reasons)
+        vectors = np.concatenate(chunks)
+        gone = set(skipped)
+        order = [r.id for r in records if r.id not in gone]
+        if ids != order:  # text batches were bucketed by length
+            row = {item_id: n for n, item_id in enumerate(ids)}
+            vectors, ids = vectors[[row[i] for i in order]], order
+        return Part(ids, vectors, skipped, reasons)
 
     def _batches(self, records: Sequence[Record]):
         enc = self.encoder
         if self.field == "text":
-            for s in range(0, len(records), self.batch_size):
-                batch = records[s : s + self.batch_size]
+            # Length buckets: a batch of similar lengths pads little (dynamic-padding
+            # tokenizers); encode() puts the rows back in record order.
+            by_length = sorted(records, key=lambda r: len(r.text))  # type: ignore[arg-type]
+            for s in range(0, len(by_length), self.batch_size):
+                batch = by_length[s : s + self.batch_size]
                 out = enc.encode_text([r.text for r in batch], role=self.role)  # type: ignore[misc]
                 yield [r.id for r in batch], self._rows(out, len(batch), "encode_text"), []
             return
