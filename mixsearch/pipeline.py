@@ -235,6 +235,20 @@ def skipped_items(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def apply_skips(
+    bench: Benchmark, stats: list[dict[str, Any]]
+) -> tuple[Benchmark, dict[str, str], list[dict[str, Any]]]:
+    """What ``embed.on_missing=skip`` left out, applied before the evaluation.
+
+    Returns:
+        ``(benchmark without queries whose image is unreadable, {doc id: reason} for the
+        Evaluator's ``skipped_docs``, the skipped items as :func:`skipped_items` lists them)``.
+    """
+    skipped = skipped_items(stats)
+    docs = {s["id"]: s["reason"] for s in skipped if s["entry"] in ("corpus/image", "corpus/joint")}
+    return drop_skipped_queries(bench, skipped), docs, skipped
+
+
 def drop_skipped_queries(bench: Benchmark, skipped: list[dict[str, Any]]) -> Benchmark:
     """The benchmark without queries whose image could not be read (with their qrels): such a
     query cannot be asked as the benchmark poses it. Logged with the count and first ids."""
@@ -390,13 +404,11 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
 
     pools = calibration_pools(encoder, bench, embs, cal_cfg, cache, embed_cfg)
     # embed.on_missing=skip: unreadable items leave the evaluation, named in metrics.json
-    skipped = skipped_items(stats)
-    eval_bench = drop_skipped_queries(bench, skipped)
+    eval_bench, skipped_docs, skipped = apply_skips(bench, stats)
     evaluator = Evaluator(
         eval_bench, embs, corpus=corpus_cfg, calibration=cal_cfg,
         retrieval=section(cfg, "retrieval"), metrics=section(cfg, "metrics"), pools=pools,
-        skipped_docs={s["id"]: s["reason"] for s in skipped
-                      if s["entry"] in ("corpus/image", "corpus/joint")},
+        skipped_docs=skipped_docs,
     )
     for s in skipped:
         split = s["entry"].split("/")[0]

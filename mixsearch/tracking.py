@@ -15,7 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from mixsearch.jobinfo import benchmark_kind, model_display_name, read_job_info, sweep_group
+from mixsearch.jobinfo import (
+    benchmark_kind,
+    model_display_name,
+    override_key,
+    read_job_info,
+    sweep_group,
+)
 
 _PACKAGES = (
     "mixsearch", "torch", "torchvision", "open_clip_torch", "transformers", "datasets",
@@ -379,10 +385,11 @@ RESULT_FILES = ("metrics.json", "per_query.csv", "run.trec")
 
 
 def result_files(run_dir: str | Path) -> list[Path]:
-    """The result files of a run: :data:`RESULT_FILES` and the fitted means (``means/*.npy``)."""
+    """The result files of a run: :data:`RESULT_FILES` and the fitted calibration state (GR's
+    ``means/*.npy``, other methods' ``calibration_state/*.npy``)."""
     run_dir = Path(run_dir)
     files = [run_dir / f for f in RESULT_FILES if (run_dir / f).is_file()]
-    return files + sorted((run_dir / "means").glob("*.npy"))
+    return files + sorted((run_dir / "means").glob("*.npy")) + sorted((run_dir / "calibration_state").glob("*.npy"))
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -392,6 +399,10 @@ def _relative(path: Path, root: Path) -> str:
         return path.name
 
 
+#: Override keys that say where and how a run was logged, not what ran: left out of run names.
+_NOT_IN_NAMES = ("logger", "paths", "hydra", "embed.progress")
+
+
 def wandb_run_facts(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Group, tags, name and config of a job's W&B run from its config and Hydra files.
 
@@ -399,8 +410,8 @@ def wandb_run_facts(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     ``choices.dataset``, ...), ``model_name`` (readable), ``model_calibration``
     (``CLIP-B/16 · gr``, what dashboards group by) and ``overrides``. Tags add
     ``bench:<toy|mixbench|beir|...>`` and ``experiment:<name>``; the group is the sweep's
-    (unique per sweep dir); the name is the swept overrides only (all overrides for a single
-    run). ``logger.group``, ``logger.tags`` (added to) and ``logger.run_name`` win.
+    (unique per sweep dir); the name is the swept overrides only (a single run's overrides but
+    ``logger``, ``paths``, ``hydra`` ones). ``logger.group``, ``logger.tags`` (added to) and ``logger.run_name`` win.
     """
     lg = cfg.get("logger") or {}
     info = read_job_info(run_dir)
@@ -408,8 +419,8 @@ def wandb_run_facts(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     tags.append(f"bench:{benchmark_kind(info.choices.get('dataset'), cfg.get('dataset'))}")
     if info.choices.get("experiment"):
         tags.append(f"experiment:{info.choices['experiment']}")
-    name = (lg.get("run_name") or ",".join(info.swept_overrides) or ",".join(info.overrides)
-            or Path(run_dir).name)
+    own = [o for o in info.overrides if not override_key(o).startswith(_NOT_IN_NAMES)]
+    name = lg.get("run_name") or ",".join(info.swept_overrides or own) or Path(run_dir).name
     model_name = model_display_name(info.choices.get("model"), cfg.get("model"))
     calibration = info.choices.get("calibration") or (cfg.get("calibration") or {}).get("method") or "none"
     config = {**cfg, "choices": info.choices, "overrides": info.overrides, "model_name": model_name,
