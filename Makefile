@@ -8,9 +8,13 @@ TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint demo toy-model bench bench-gpu bench-perf clean
 
-help: ## Show this help
+help: ## Show this help: the targets, then the variables they take
+	@echo "Targets:"
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*?## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@echo "Variables (e.g. make table1 BENCH=toy LOGGER=wandb):"
+	@grep -hE '^#> ' $(MAKEFILE_LIST) | \
+		awk '{name = $$2; $$1 = ""; $$2 = ""; sub(/^ +/, ""); printf "  \033[36m%-14s\033[0m %s\n", name, $$0}'
 
 install: ## Install mixsearch (editable) with test and FAISS extras
 	$(PIP) install -e ".[dev,faiss]"
@@ -30,6 +34,11 @@ demo: ## Offline demo sweep: toy benchmark x toy CLIP, calibration none/gr x cor
 toy-model: ## Retrain the shipped toy CLIP (mixsearch/assets/toy_clip), CPU, a few minutes
 	$(PYTHON) -m mixsearch.toymodel.train --out mixsearch/assets/toy_clip
 
+bench: ## Benchmark scripts (search, alpha sweep, extraction); each ends with a name=value line
+	$(PYTHON) experiments/bench_retrieval.py
+	$(PYTHON) experiments/bench_sweep.py
+	$(PYTHON) experiments/bench_extract.py
+
 bench-gpu: ## Encoder images/s, texts/s, joint items/s and MFU (CLIP-L/336, SigLIP-so400m, 2B Qwen2-VL shape; needs a GPU, ~5 min)
 	$(PYTHON) experiments/bench_gpu.py --out outputs/bench_gpu.md
 
@@ -46,12 +55,16 @@ clean: ## Remove outputs/ and caches (keeps data/)
 # ---------------------------------------------------------------------------------------
 # Each target = a Hydra multirun of conf/experiment/paper/<setting>.yaml + the report
 # (experiments/report.py). Results: $(OUT)/$(BENCH)/<time>/{mixbench,setting1,setting2} (sweeps)
-# and {table1,figure2,figure3,figure4,report}/ (artefacts). Variables:
-#   BENCH=mixbench|toy   toy = the same targets on the offline toy benchmark and toy model
-#   MODELS=a,b           model configs (default: the paper's five CLIP-family models)
-#   LAUNCHER=basic|local|slurm|joblib    hydra/launcher (slurm: site settings in conf/local/)
-#   LOGGER=none|csv|wandb  (W&B: WANDB_MODE=online|offline WANDB_PROJECT WANDB_ENTITY)  OUT=outputs/paper
-#   HYDRA_ARGS="dataset.root=/data/MixBench25 paths.hf_cache=/shared/hf"  extra overrides
+# and {table1,figure2,figure3,figure4,report}/ (artefacts). Variables (`make help` lists the
+# lines starting with "#>"):
+#> BENCH          mixbench (default) | toy: the same targets offline on the toy benchmark and toy model
+#> MODELS         model configs, comma-separated (default: the paper's five CLIP-family models)
+#> LAUNCHER       hydra/launcher: basic (default) | local | slurm (site settings in conf/local/) | joblib
+#> LOGGER         none (default) | csv | wandb (W&B: WANDB_MODE=online|offline, WANDB_PROJECT, WANDB_ENTITY)
+#> OUT            where sweeps and artefacts go (default outputs/paper)
+#> HYDRA_ARGS     extra overrides, e.g. HYDRA_ARGS="dataset.root=/data/MixBench25 paths.hf_cache=/shared/hf"
+#> SWEEP          reuse a finished sweep instead of running one: its dir (with multirun.yaml) or a dir holding mixbench/ setting1/ setting2/
+#> PYTHON         the interpreter (default python3)
 BENCH ?= mixbench
 LAUNCHER ?= basic
 LOGGER ?= none
@@ -97,6 +110,12 @@ download: ## Pre-fetch the models and datasets of a reproduction into the caches
 calibration-sets: ## The paper's GR calibration pools into data/calibration (CALIBRATION_SETS_ARGS="--mbeir-images DIR")
 	$(PYTHON) -m experiments.calibration_sets --data-dir $(DATA_DIR) $(CALIBRATION_SETS_ARGS)
 
+# The sweep of a setting: $(SWEEP) (or its <setting>/ subdir) when given, else a new one.
+SWEEP ?=
+sweep_dir = $(if $(SWEEP),$(if $(wildcard $(SWEEP)/$(1)/multirun.yaml),$(SWEEP)/$(1),$(SWEEP)),$(RUN_DIR)/$(1))
+sweep_dep = $(if $(SWEEP),,$(RUN_DIR)/$(1)/multirun.yaml)
+check_sweep = @test -f $(call sweep_dir,$(1))/multirun.yaml || { echo "SWEEP=$(SWEEP): no multirun.yaml in $(SWEEP) or $(SWEEP)/$(1) (give the sweep dir of the $(1) setting)" >&2; exit 2; }
+
 # One sweep per paper setting and make invocation (table1 and figure4 share the mixbench one).
 # The cache check fails fast, before any job, when a model or dataset is not pre-downloaded.
 $(RUN_DIR)/%/multirun.yaml:
@@ -104,18 +123,22 @@ $(RUN_DIR)/%/multirun.yaml:
 	$(PYTHON) run.py -m experiment=paper/$* model=$(MODELS) hydra/launcher=$(LAUNCHER) \
 		hydra.sweep.dir=$(RUN_DIR)/$* $(LOGGER_ARGS) $(BENCH_ARGS) $(CAL_ARGS) $(HYDRA_ARGS)
 
-table1: $(RUN_DIR)/mixbench/multirun.yaml ## Table 1: MixBench none vs GR, side by side with the paper
-	$(REPORT) $(RUN_DIR)/mixbench --out $(RUN_DIR)/table1 --figures table1 $(REPORT_ARGS)
+table1: $(call sweep_dep,mixbench) ## Table 1: MixBench none vs GR, side by side with the paper
+	$(call check_sweep,mixbench)
+	$(REPORT) $(call sweep_dir,mixbench) --out $(RUN_DIR)/table1 --figures table1 $(REPORT_ARGS)
 
-figure2: $(RUN_DIR)/setting1/multirun.yaml ## Figure 2: NDCG@10 vs image ratio p (none, GR, push-down)
-	$(REPORT) $(RUN_DIR)/setting1 --out $(RUN_DIR)/figure2 --figures figure2 $(REPORT_ARGS)
+figure2: $(call sweep_dep,setting1) ## Figure 2: NDCG@10 vs image ratio p (none, GR, push-down)
+	$(call check_sweep,setting1)
+	$(REPORT) $(call sweep_dir,setting1) --out $(RUN_DIR)/figure2 --figures figure2 $(REPORT_ARGS)
 
-figure3: $(RUN_DIR)/setting2/multirun.yaml ## Figure 3: NDCG@10 vs text weight alpha (none vs GR)
-	$(REPORT) $(RUN_DIR)/setting2 --out $(RUN_DIR)/figure3 --figures figure3 $(REPORT_ARGS)
+figure3: $(call sweep_dep,setting2) ## Figure 3: NDCG@10 vs text weight alpha (none vs GR)
+	$(call check_sweep,setting2)
+	$(REPORT) $(call sweep_dir,setting2) --out $(RUN_DIR)/figure3 --figures figure3 $(REPORT_ARGS)
 
-figure4: $(RUN_DIR)/mixbench/multirun.yaml ## Figure 4: per-subset NDCG@10 bars, none vs GR
-	$(REPORT) $(RUN_DIR)/mixbench --out $(RUN_DIR)/figure4 --figures figure4 $(REPORT_ARGS)
+figure4: $(call sweep_dep,mixbench) ## Figure 4: per-subset NDCG@10 bars, none vs GR
+	$(call check_sweep,mixbench)
+	$(REPORT) $(call sweep_dir,mixbench) --out $(RUN_DIR)/figure4 --figures figure4 $(REPORT_ARGS)
 
 reproduce: table1 figure2 figure3 figure4 ## All of the above, plus one combined report
-	$(REPORT) $(RUN_DIR)/mixbench $(RUN_DIR)/setting1 $(RUN_DIR)/setting2 --out $(RUN_DIR)/report $(REPORT_ARGS)
+	$(REPORT) $(call sweep_dir,mixbench) $(call sweep_dir,setting1) $(call sweep_dir,setting2) --out $(RUN_DIR)/report $(REPORT_ARGS)
 	@echo "reproduction: $(RUN_DIR)/report/report.md"

@@ -16,7 +16,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mixsearch.schema import register_configs
+
 log = logging.getLogger("mixsearch")
+# conf/config.yaml extends the structured schema: it must be in the ConfigStore before composing
+register_configs()
 
 
 def _pin_gpu(cfg: DictConfig, job_num: int) -> None:
@@ -33,6 +37,7 @@ def _pin_gpu(cfg: DictConfig, job_num: int) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from mixsearch.config import ConfigError
     from mixsearch.pipeline import run
     from mixsearch.signals import Interrupted, interruptible
     from mixsearch.tracking import write_status
@@ -42,23 +47,28 @@ def main(cfg: DictConfig) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     if multirun:
         _pin_gpu(cfg, hc.job.num)
+    overrides = list(hc.overrides.task)
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
         with interruptible():
-            result = run(container)
+            result = run(container, overrides=overrides)
     except Interrupted as e:  # SIGINT/SIGTERM: record it, then exit 130/143 (a sweep stops too)
-        write_status(run_dir, ok=False, error=e, overrides=list(hc.overrides.task),
+        write_status(run_dir, ok=False, error=e, overrides=overrides,
                      status="interrupted", signal=e.signal_name)
         log.error("%s (see %s/status.json)", e, run_dir)
         raise SystemExit(e.exit_code) from None
     except Exception as e:  # noqa: BLE001 - every failure is recorded in status.json
-        write_status(run_dir, ok=False, error=e, overrides=list(hc.overrides.task))
+        write_status(run_dir, ok=False, error=e, overrides=overrides)
+        if not multirun and isinstance(e, ConfigError):
+            # a wrong option needs its message, not a traceback
+            print(f"config error: {e}", file=sys.stderr)
+            sys.exit(2)
         if not multirun:
             raise
         # One failing job must not stop the rest of a sweep: record it, log it, go on.
         log.error("job %s failed: %s: %s (see %s/status.json)", hc.job.num, type(e).__name__, e, run_dir)
         return None
-    write_status(run_dir, ok=True, overrides=list(hc.overrides.task))
+    write_status(run_dir, ok=True, overrides=overrides, warnings=result.get("config_warnings", []))
     return (result.get("metrics") or {}).get(cfg.get("main_metric", "ndcg@10"))
 
 

@@ -32,6 +32,9 @@ HINT = ("`make download` (python -m experiments.download) must run on a machine 
 
 
 def _section(group: str, name: str, overrides: list[str]) -> dict[str, Any]:
+    from mixsearch.schema import register_configs
+
+    register_configs()  # conf/config.yaml extends the structured schema
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[f"{group}={name}", *overrides], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # paths interpolate ${hydra:runtime.cwd}

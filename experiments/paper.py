@@ -1,4 +1,4 @@
-"""The paper's reported numbers as data (arXiv 2507.19054; reference/PAPER.md §3–§5).
+"""The paper's reported numbers as data (arXiv 2507.19054; docs/paper.md §3–§5).
 
 Table 1 is copied exactly from the appendix table. The setting-1/2 values are read off the
 figures by eye (±0.01) and are marked approximate wherever they are shown.

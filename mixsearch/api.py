@@ -52,7 +52,13 @@ def evaluate(
         >>> enc = mixsearch.build_encoder("toy")
         >>> mixsearch.evaluate(enc, bench, calibration="gr").metrics["ndcg@10"]
     """
-    from mixsearch.pipeline import calibration_pools, check_joint, embed_all, resolve_fusion
+    from mixsearch.pipeline import (
+        apply_skips,
+        calibration_pools,
+        check_joint,
+        embed_all,
+        resolve_fusion,
+    )
 
     corpus_cfg = {"mode": corpus} if isinstance(corpus, str) else dict(corpus)
     cal_cfg = {"method": calibration} if isinstance(calibration, str) else dict(calibration)
@@ -63,11 +69,14 @@ def evaluate(
     check_joint(encoder, fusion_cfg)
     embed_cfg = {"progress": False, **(embed or {})}
     cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
-    embs, _ = embed_all(encoder, benchmark, cache, embed_cfg, corpus_cfg=corpus_cfg, cal_cfg=cal_cfg,
-                        fusion_cfg=fusion_cfg)
+    embs, stats = embed_all(encoder, benchmark, cache, embed_cfg, corpus_cfg=corpus_cfg,
+                            cal_cfg=cal_cfg, fusion_cfg=fusion_cfg)
     if embs is None:
         raise ValueError("embed: a sharded extraction cannot be evaluated; drop num_shards")
     pools = calibration_pools(encoder, benchmark, embs, cal_cfg, cache, embed_cfg)
-    evaluator = Evaluator(benchmark, embs, corpus=corpus_cfg, calibration=cal_cfg,
-                          retrieval=retrieval, metrics=metrics, pools=pools)
+    # embed={"on_missing": "skip"}: unreadable items leave the evaluation (see apply_skips)
+    eval_bench, skipped_docs, _ = apply_skips(benchmark, stats)
+    evaluator = Evaluator(eval_bench, embs, corpus=corpus_cfg, calibration=cal_cfg,
+                          retrieval=retrieval, metrics=metrics, pools=pools,
+                          skipped_docs=skipped_docs)
     return evaluator.run(fusion_cfg)

@@ -10,7 +10,7 @@ Methods (``calibration.method``) are plug-ins of :mod:`mixsearch.calibrators` (`
   A joint embedding sits in its own cone (neither the text's nor the image's), so it gets its
   own mean: every source below provides it from joint embeddings of its own items (``train``:
   the calibration splits' image+text items embedded jointly; ``files``: ``doc_joint.npy``).
-* ``pushdown``: the paper's push-down simulation of setting 1 (PAPER.md §3). The seed ranks
+* ``pushdown``: the paper's push-down simulation of setting 1 (docs/paper.md §3). The seed ranks
   all text docs by cosine first, then every other doc by its own cosine, so an image or
   screenshot never outranks a text; vectors are uncalibrated (see ``evaluate``).
 

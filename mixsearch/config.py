@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,27 @@ def locate(path: str, option: str = "_target_") -> Any:
         return getattr(module, attr)
     except AttributeError as e:
         raise ConfigError(f"{option}: {module_name!r} has no attribute {attr!r}") from e
+
+
+def check_target(spec: Any, option: str) -> None:
+    """Check a ``_target_`` section without calling it: the target imports, and the section's
+    options bind to its signature (a misspelt or missing option is named before anything loads).
+
+    Raises:
+        ConfigError: no ``_target_``, an unimportable target or options the target does not take.
+    """
+    if not isinstance(spec, Mapping) or "_target_" not in spec:
+        raise ConfigError(f"{option}: the config section has no _target_ (got {spec!r})")
+    fn = locate(str(spec["_target_"]), option=f"{option}._target_")
+    kwargs = {k: v for k, v in spec.items() if not str(k).startswith("_")}
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature: checked when called
+        return
+    try:
+        signature.bind(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{option}: {spec['_target_']} does not take these options: {e}") from e
 
 
 def build(spec: Mapping[str, Any], option: str, **extra: Any) -> Any:

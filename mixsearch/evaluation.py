@@ -10,7 +10,7 @@ about one run (:mod:`mixsearch.sweep`), with the results ``run`` gives.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from mixsearch.fusion import Views, build_query_matrix, fuse, l2_normalise, make
 from mixsearch.merge import SINGLE, check_merge, merge_lists
 from mixsearch.metrics import evaluate_ranking
 from mixsearch.retrieval import IdOrder, TopK, search
+from mixsearch.schema import section_options as options
 from mixsearch.sweep import (
     SWEEP_METHODS,
     ChunkSweep,
@@ -46,32 +47,10 @@ from mixsearch.sweep import (
     role_centroids,
 )
 
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "corpus": {"mode": "released", "ratio": [1, 1, 1], "seed": 42, "p": 0.0, "replace_with": "auto",
-               "order": "records"},
-    # train_sets is read by the pipeline, which turns it into ``pools``.
-    "calibration": {"method": "none", "params": {}, "source": "auto", "folds": 5, "seed": 0,
-                    "files": {}, "state_dir": None, "max_samples": None, "train_sets": []},
-    "fusion": {"method": "weighted", "alpha": 0.5, "query": "weighted", "query_alpha": 0.5},
-    "retrieval": {"backend": "exact", "k": 100, "chunk_size": None, "device": "auto",
-                  "ties": "trec", "merge": "single", "rrf_k": 60, "index": "flat", "nlist": None,
-                  "nprobe": 32, "hnsw_m": 32, "ef_search": 256},
-    "metrics": {"ks": [1, 5, 10, 100], "gain": "linear", "ndcg_variant": "trec",
-                "measures": ["ndcg", "recall", "mrr"]},
-}
 _POOL_KEYS = {"calibration/queries/text": "query_text", "calibration/queries/image": "query_image",
               "calibration/corpus/text": "doc_text", "calibration/corpus/image": "doc_image",
               "calibration/queries/joint": "query_joint", "calibration/corpus/joint": "doc_joint"}
 TOPK_SHARE_K = 10
-
-
-def options(section: str, cfg: dict[str, Any] | None) -> dict[str, Any]:
-    """A config section merged over :data:`DEFAULTS`; an unknown key names ``section.key``."""
-    cfg = {k: v for k, v in (cfg or {}).items() if not str(k).startswith("_")}
-    unknown = [k for k in cfg if k not in DEFAULTS[section]]
-    if unknown:
-        raise ValueError(f"{section}.{unknown[0]}: unknown option; known: {sorted(DEFAULTS[section])}")
-    return {**DEFAULTS[section], **cfg}
 
 
 @dataclass
@@ -85,6 +64,10 @@ class EvalResult:
     gap: dict[str, Any]
     calibration: dict[str, Any]
     corpus: dict[str, Any]
+    #: the ranking that was scored: query id -> top-k doc ids, best first (ties broken)
+    ranked: dict[str, list[str]] = field(default_factory=dict)
+    #: query id -> the scores of ``ranked[qid]``
+    scores: dict[str, list[float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"metrics": dict(self.metrics), "by_target_modality": self.by_target_modality,
@@ -114,7 +97,7 @@ class Evaluator:
             ``corpus/image``, ``corpus/screenshot`` (replace mode), ``corpus/joint`` and
             ``queries/joint`` (joint image+text embeddings, ``fusion=joint``) and optionally
             ``calibration/{queries,corpus}/{text,image,joint}``.
-        corpus: the ``corpus`` section (see :data:`DEFAULTS`).
+        corpus: the ``corpus`` section (options and defaults: :mod:`mixsearch.schema`).
         calibration: the ``calibration`` section.
         retrieval: the ``retrieval`` section.
         metrics: the ``metrics`` section.
@@ -263,6 +246,8 @@ class Evaluator:
             gap=gap,
             calibration={**self.calibration.summary(), "notes": list(qs.notes)},
             corpus=self._corpus_summary(),
+            ranked=ranked,
+            scores=scores,
         )
 
     def retrieve(self, fusion: dict[str, Any] | None = None) -> TopK:
@@ -369,6 +354,7 @@ class Evaluator:
         q_before, q_after = role_centroids(qs.before, qs.roles), role_centroids(qs.after, qs.roles)
         corpus, mods = self._corpus_summary(), np.asarray(self.docs.modalities, dtype=str)
         cent_before, cent_after = before_mixed.centroids(alphas), mixed.centroids(alphas)
+        doc_ids = np.array(self.docs.ids, dtype=object)
         results = []
         for n, top in enumerate(tops):
             columns, first = scorer.columns(top.indices)
@@ -386,6 +372,8 @@ class Evaluator:
                 gap=gap,
                 calibration={**self.calibration.summary(), "notes": list(qs.notes)},
                 corpus=dict(corpus),
+                ranked=dict(zip(self.queries.ids, doc_ids[top.indices].tolist(), strict=True)),
+                scores=dict(zip(self.queries.ids, top.scores.tolist(), strict=True)),
             ))
         return results
 
@@ -501,8 +489,10 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate one configuration on cached embeddings (see :class:`Evaluator`).
 
-    Config sections are plain dicts; missing keys take :data:`DEFAULTS`, unknown keys and
-    unknown option values raise ``ValueError`` naming the option (e.g. ``calibration.method``).
+    Config sections are plain dicts; missing keys take the defaults of
+    :mod:`mixsearch.schema`, unknown keys and wrong values raise
+    :class:`~mixsearch.config.ConfigError` (a ``ValueError``) naming the option
+    (e.g. ``calibration.method``).
     """
     return Evaluator(bench, embs, corpus=corpus, calibration=calibration, retrieval=retrieval,
                      metrics=metrics, pools=pools, means=means).run(fusion)

@@ -1,6 +1,6 @@
 """Normalisation, mean subtraction and fusion: from raw embeddings to the vectors we search.
 
-Order (PAPER.md §2, as the seed code does): L2-normalise each raw embedding → for image+text
+Order (docs/paper.md §2, as the seed code does): L2-normalise each raw embedding → for image+text
 items fuse ``α·t̂ + (1−α)·î`` → subtract the mean (``α·t̄ + (1−α)·ī`` for fused items) →
 L2-normalise → dot product. Subtracting the fused mean from the fused vector equals fusing the
 centred parts, ``α(t̂ − t̄) + (1−α)(î − ī)``, so the centred parts are computed once

@@ -21,9 +21,19 @@ from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
 from mixsearch.embed.extract import embed_benchmark, embed_records, has_field
 from mixsearch.encoders.base import Encoder, joint_unsupported_message
-from mixsearch.tracking import package_versions, start_tracker, write_results
+from mixsearch.schema import validate
+from mixsearch.tracking import (
+    git_commit,
+    package_versions,
+    start_tracker,
+    trec_run_text,
+    write_results,
+)
 
 log = logging.getLogger(__name__)
+# The terminal summary also goes to the job's log file (run.log); conf/hydra/default.yaml gives
+# this logger the file handler only, so the terminal does not show it twice.
+results_log = logging.getLogger("mixsearch.results")
 
 # Roles of calibration pools, keyed by the embeddings that feed them.
 _CALIBRATION_ROLES = {
@@ -225,6 +235,20 @@ def skipped_items(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def apply_skips(
+    bench: Benchmark, stats: list[dict[str, Any]]
+) -> tuple[Benchmark, dict[str, str], list[dict[str, Any]]]:
+    """What ``embed.on_missing=skip`` left out, applied before the evaluation.
+
+    Returns:
+        ``(benchmark without queries whose image is unreadable, {doc id: reason} for the
+        Evaluator's ``skipped_docs``, the skipped items as :func:`skipped_items` lists them)``.
+    """
+    skipped = skipped_items(stats)
+    docs = {s["id"]: s["reason"] for s in skipped if s["entry"] in ("corpus/image", "corpus/joint")}
+    return drop_skipped_queries(bench, skipped), docs, skipped
+
+
 def drop_skipped_queries(bench: Benchmark, skipped: list[dict[str, Any]]) -> Benchmark:
     """The benchmark without queries whose image could not be read (with their qrels): such a
     query cannot be asked as the benchmark poses it. Logged with the count and first ids."""
@@ -317,15 +341,28 @@ def save_state(folder: Path, state: dict[str, np.ndarray]) -> dict[str, str]:
     return written
 
 
-def run(cfg: dict[str, Any]) -> dict[str, Any]:
+def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """Run one evaluation job and write its results into ``cfg['paths']['output_dir']``.
 
-    Returns the result contract written to ``metrics.json`` (empty for a shard-only job).
+    The config is checked first (:func:`mixsearch.schema.validate`), before any tracker,
+    model or data is touched.
+
+    Args:
+        cfg: the resolved run config as plain dicts.
+        overrides: the job's command-line overrides (they decide whether an option of an
+            inactive mode is an error or a warning).
+
+    Returns:
+        The result contract written to ``metrics.json`` (empty for a shard-only job).
+
+    Raises:
+        ConfigError: a wrong option, named.
     """
+    warnings = validate(cfg, overrides=overrides)
     run_dir = Path(cfg["paths"]["output_dir"])
     tracker = start_tracker(cfg, run_dir)
     try:
-        out = _run(cfg, run_dir, tracker)
+        out = _run(cfg, run_dir, tracker, warnings)
     except BaseException as e:
         tracker.finish(ok=False, error=e)
         raise
@@ -333,7 +370,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
+def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) -> dict[str, Any]:
     from mixsearch.evaluation import Evaluator
 
     t0 = time.perf_counter()
@@ -367,13 +404,11 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
 
     pools = calibration_pools(encoder, bench, embs, cal_cfg, cache, embed_cfg)
     # embed.on_missing=skip: unreadable items leave the evaluation, named in metrics.json
-    skipped = skipped_items(stats)
-    eval_bench = drop_skipped_queries(bench, skipped)
+    eval_bench, skipped_docs, skipped = apply_skips(bench, stats)
     evaluator = Evaluator(
         eval_bench, embs, corpus=corpus_cfg, calibration=cal_cfg,
         retrieval=section(cfg, "retrieval"), metrics=section(cfg, "metrics"), pools=pools,
-        skipped_docs={s["id"]: s["reason"] for s in skipped
-                      if s["entry"] in ("corpus/image", "corpus/joint")},
+        skipped_docs=skipped_docs,
     )
     for s in skipped:
         split = s["entry"].split("/")[0]
@@ -403,11 +438,15 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any) -> dict[str, Any]:
                         "text_stats": encoder.text_stats()}
     out["skipped"] = skipped
     out["config"] = cfg
+    out["config_warnings"] = warnings
     out["versions"] = package_versions()
+    out["git"] = git_commit()
     out["seconds"] = round(time.perf_counter() - t0, 3)
-    write_results(run_dir, out, result.per_query)
+    write_results(run_dir, out, result.per_query, run=trec_run_text(result.ranked, result.scores))
     tracker.log_result(out, result.per_query)
-    print(format_summary(out))
+    summary = format_summary(out) + f"\nresults: {run_dir}"
+    print(summary)
+    results_log.info("%s", summary)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import tempfile
 import traceback
 from datetime import datetime, timezone
@@ -14,7 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from mixsearch.jobinfo import benchmark_kind, model_display_name, read_job_info, sweep_group
+from mixsearch.jobinfo import (
+    benchmark_kind,
+    model_display_name,
+    override_key,
+    read_job_info,
+    sweep_group,
+)
 
 _PACKAGES = (
     "mixsearch", "torch", "torchvision", "open_clip_torch", "transformers", "datasets",
@@ -33,12 +40,54 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def git_commit(folder: str | Path | None = None) -> dict[str, Any] | None:
+    """The checkout's commit and whether tracked files differ from it; None outside a checkout.
+
+    Args:
+        folder: a folder inside the checkout (default: the one holding the mixsearch package).
+    """
+    folder = Path(folder) if folder is not None else Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
+                                  text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but brief)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a half."""
+    """Write a file so that readers see the old or the new content, never a half.
+
+    The file gets the permissions of a plainly created file (0666 minus the umask: 0644 under
+    umask 022), not the 0600 of the temp file it is written through, so teammates on shared
+    storage can read results.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -61,11 +110,42 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def write_results(run_dir: str | Path, result: dict[str, Any], per_query: pd.DataFrame) -> None:
-    """Write the result contract of a run: ``metrics.json`` and ``per_query.csv``."""
+def trec_run_text(
+    ranked: dict[str, list[str]], scores: dict[str, list[float]], tag: str = "mixsearch"
+) -> str:
+    """A TREC run: one line ``qid Q0 docid rank score tag`` per retrieved doc, best first.
+
+    Ranks start at 1; scores are written with every digit (``repr``), so tools that re-sort
+    by score see exactly the ranking's order and ties.
+
+    Raises:
+        ValueError: an id or the tag contains whitespace (the format splits on it).
+    """
+    for name in (tag, *ranked):
+        if not name or any(c.isspace() for c in name):
+            raise ValueError(f"run.trec: {name!r} cannot be written: ids and tag must be non-empty without whitespace")
+    lines = []
+    for qid, docs in ranked.items():
+        for rank, (doc, score) in enumerate(zip(docs, scores[qid], strict=True), start=1):
+            if any(c.isspace() for c in doc):
+                raise ValueError(f"run.trec: doc id {doc!r} (query {qid!r}) contains whitespace")
+            lines.append(f"{qid} Q0 {doc} {rank} {float(score)!r} {tag}\n")
+    return "".join(lines)
+
+
+def write_results(
+    run_dir: str | Path,
+    result: dict[str, Any],
+    per_query: pd.DataFrame,
+    run: str | None = None,
+) -> None:
+    """Write the result contract of a run: ``metrics.json``, ``per_query.csv`` and, given
+    its text (:func:`trec_run_text`), the TREC run file ``run.trec``."""
     run_dir = Path(run_dir)
-    write_json(run_dir / "metrics.json", result)
+    if run is not None:
+        atomic_write_text(run_dir / "run.trec", run)
     atomic_write_text(run_dir / "per_query.csv", per_query.to_csv(index=False))
+    write_json(run_dir / "metrics.json", result)  # last: its presence means the run is complete
 
 
 def write_status(
@@ -106,6 +186,11 @@ _TRACKERS: dict[str, Any] = {"none": lambda cfg, run_dir: Tracker()}
 def register_tracker(name: str, factory: Any) -> None:
     """Make ``logger.name=<name>`` build ``factory(cfg, run_dir)``."""
     _TRACKERS[name] = factory
+
+
+def available_trackers() -> list[str]:
+    """Names ``logger.name`` takes."""
+    return sorted(_TRACKERS)
 
 
 def start_tracker(cfg: dict[str, Any], run_dir: str | Path) -> Tracker:
@@ -300,10 +385,11 @@ RESULT_FILES = ("metrics.json", "per_query.csv", "run.trec")
 
 
 def result_files(run_dir: str | Path) -> list[Path]:
-    """The result files of a run: :data:`RESULT_FILES` and the fitted means (``means/*.npy``)."""
+    """The result files of a run: :data:`RESULT_FILES` and the fitted calibration state (GR's
+    ``means/*.npy``, other methods' ``calibration_state/*.npy``)."""
     run_dir = Path(run_dir)
     files = [run_dir / f for f in RESULT_FILES if (run_dir / f).is_file()]
-    return files + sorted((run_dir / "means").glob("*.npy"))
+    return files + sorted((run_dir / "means").glob("*.npy")) + sorted((run_dir / "calibration_state").glob("*.npy"))
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -313,6 +399,10 @@ def _relative(path: Path, root: Path) -> str:
         return path.name
 
 
+#: Override keys that say where and how a run was logged, not what ran: left out of run names.
+_NOT_IN_NAMES = ("logger", "paths", "hydra", "embed.progress")
+
+
 def wandb_run_facts(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """Group, tags, name and config of a job's W&B run from its config and Hydra files.
 
@@ -320,8 +410,8 @@ def wandb_run_facts(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     ``choices.dataset``, ...), ``model_name`` (readable), ``model_calibration``
     (``CLIP-B/16 · gr``, what dashboards group by) and ``overrides``. Tags add
     ``bench:<toy|mixbench|beir|...>`` and ``experiment:<name>``; the group is the sweep's
-    (unique per sweep dir); the name is the swept overrides only (all overrides for a single
-    run). ``logger.group``, ``logger.tags`` (added to) and ``logger.run_name`` win.
+    (unique per sweep dir); the name is the swept overrides only (a single run's overrides but
+    ``logger``, ``paths``, ``hydra`` ones). ``logger.group``, ``logger.tags`` (added to) and ``logger.run_name`` win.
     """
     lg = cfg.get("logger") or {}
     info = read_job_info(run_dir)
@@ -329,8 +419,8 @@ def wandb_run_facts(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     tags.append(f"bench:{benchmark_kind(info.choices.get('dataset'), cfg.get('dataset'))}")
     if info.choices.get("experiment"):
         tags.append(f"experiment:{info.choices['experiment']}")
-    name = (lg.get("run_name") or ",".join(info.swept_overrides) or ",".join(info.overrides)
-            or Path(run_dir).name)
+    own = [o for o in info.overrides if not override_key(o).startswith(_NOT_IN_NAMES)]
+    name = lg.get("run_name") or ",".join(info.swept_overrides or own) or Path(run_dir).name
     model_name = model_display_name(info.choices.get("model"), cfg.get("model"))
     calibration = info.choices.get("calibration") or (cfg.get("calibration") or {}).get("method") or "none"
     config = {**cfg, "choices": info.choices, "overrides": info.overrides, "model_name": model_name,

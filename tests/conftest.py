@@ -22,3 +22,9 @@ for key, value in {
     "TOKENIZERS_PARALLELISM": "false",
 }.items():
     os.environ.setdefault(key, value)
+
+# conf/config.yaml extends the structured schema: tests that compose conf/ with Hydra's compose
+# API need it in the ConfigStore, as run.py puts it there (after the environment above is set).
+from mixsearch.schema import register_configs  # noqa: E402
+
+register_configs()

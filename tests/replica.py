@@ -1,4 +1,4 @@
-"""A tiny synthetic MixBench replica (MIXBENCH.md §9) for the data loader tests.
+"""A tiny synthetic MixBench replica (docs/formats.md §9) for the data loader tests.
 
 Same subset names, file names, column names, dtypes and null conventions as the real releases,
 at a few records per subset. Images are tiny solid-colour files, so a test can check that the
@@ -26,7 +26,7 @@ _WORDS = (
     "dog running beach sunset market people street night light building stone museum park"
 ).split()
 _QUESTIONS = ("What is this building?", "What is the name of this place?")
-# Mixed-corpus modality of each doc, as in the shipped files (MIXBENCH.md §9 counts).
+# Mixed-corpus modality of each doc, as in the shipped files (docs/formats.md §9 counts).
 _MIXED = {
     "MSCOCO": ["image+text", "image", "text", "text", "image", "image+text"],
     "Google_WIT": ["text", "image", "image+text", "image+text", "image", "text",

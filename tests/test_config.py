@@ -8,6 +8,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from mixsearch.schema import register_configs
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -16,6 +18,7 @@ def _options(group: str) -> list[str]:
 
 
 def _compose(overrides: list[str]):
+    register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=overrides, return_hydra_config=True)
 

@@ -27,7 +27,7 @@ def bench_of(n: int, *, mixed: list[Record] | None = None, corpus: list[Record] 
 
 
 def seed_snippet(n: int) -> dict[int, str]:
-    """MIXBENCH.md §5, verbatim but for the label spelling."""
+    """docs/formats.md §5, verbatim but for the label spelling."""
     corpus = [{} for _ in range(n)]
     random.seed(42)
     perm = random.sample(range(n), n)

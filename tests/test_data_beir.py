@@ -1,4 +1,4 @@
-"""BEIR loader and the shared qrels / jsonl readers (MIXBENCH.md §7-8, replica C of §9)."""
+"""BEIR loader and the shared qrels / jsonl readers (docs/formats.md §7-8, replica C of §9)."""
 
 from __future__ import annotations
 

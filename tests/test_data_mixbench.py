@@ -1,4 +1,4 @@
-"""MixBench loaders, validation and registry on the synthetic replica (MIXBENCH.md §9)."""
+"""MixBench loaders, validation and registry on the synthetic replica (docs/formats.md §9)."""
 
 from __future__ import annotations
 
@@ -78,8 +78,8 @@ def test_mixbench25_round_trip(mb25, subset, caplog):
     assert bench.meta["layout"] == "mixbench25" and bench.meta["subset"] == subset
     assert bench.meta["image_resolution"] == dict(written["subsets"][subset]["image_resolution"])
     # replica counts differ from the published ones: warned and logged, never an error
-    assert any("expected" in w and "MIXBENCH.md §4" in w for w in bench.meta["warnings"])
-    assert any("MIXBENCH.md §4" in rec.getMessage() for rec in caplog.records)
+    assert any("expected" in w and "docs/formats.md §4" in w for w in bench.meta["warnings"])
+    assert any("docs/formats.md §4" in rec.getMessage() for rec in caplog.records)
 
 
 @pytest.mark.parametrize("subset", SUBSETS)
@@ -401,7 +401,7 @@ def test_validate_empty_text_and_counts():
         "corpus": 5,
         "corpus_modalities": {"text": 0, "image": 1, "image+text": 0},
     }
-    assert validate_benchmark(bench, expected) == ["t: corpus is 1, expected 5 (MIXBENCH.md §4)"]
+    assert validate_benchmark(bench, expected) == ["t: corpus is 1, expected 5 (docs/formats.md §4)"]
     assert bench.corpus[0].modality == "image"  # "" text counts as absent
     bench.corpus.append(Record("e", ""))
     with pytest.raises(DataError, match="t corpus: record 'e' has neither text nor image"):

@@ -52,7 +52,7 @@ def synthetic(n_q=60, n_docs=90, *, query_images=False, gap=3.0, seed=0, shown=N
 
 
 def reference_scores(bench, embs, means, *, alpha, query_alpha):
-    """PAPER.md Algorithm 1 in the seed's order, item by item: normalise raw → fuse → subtract
+    """docs/paper.md Algorithm 1 in the seed's order, item by item: normalise raw → fuse → subtract
     the (fused) mean → normalise → dot. ``means`` = None for the CLIP baseline."""
     def n(v):
         return v / np.linalg.norm(v)

@@ -27,6 +27,7 @@ from fake_encoder import FakeEncoder
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+import mixsearch
 from mixsearch.data.benchmark import DataError, ImageRef, Record
 from mixsearch.data.io import read_jsonl, read_qrels
 from mixsearch.data.toy import load_toy
@@ -224,6 +225,10 @@ def test_on_missing_skip_drops_the_doc_and_its_query_scores_zero(tmp_path, data)
     assert len(table) == 20  # the query whose only relevant doc was dropped still counts ...
     assert table.loc[qid, "ndcg@10"] == 0.0 and table.loc[qid, "recall@100"] == 0.0  # ... as 0
     assert out["metrics"]["ndcg@10"] == pytest.approx(table["ndcg@10"].mean())
+    # the notebook API applies the same rule
+    api = mixsearch.evaluate(FakeEncoder(), load_toy(copy / "toy", **SMALL),
+                             embed={"on_missing": "skip", "amp": "none"})
+    assert api.corpus["n_dropped"] == 1 and api.metrics == out["metrics"]
 
 
 def read_rows(path: Path) -> list[dict]:

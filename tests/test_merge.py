@@ -76,7 +76,7 @@ def test_evaluator_merge_equals_per_modality_search_then_merge():
 
 def test_merge_errors_and_registry():
     bench, embs, _ = synthetic(n_q=5, n_docs=30)
-    with pytest.raises(ValueError, match="retrieval.merge: unknown merge 'borda'"):
+    with pytest.raises(ValueError, match="retrieval.merge: 'borda' is not one of"):
         Evaluator(bench, embs, corpus={"mode": "released"}, calibration={"method": "none"},
                   retrieval={"merge": "borda"})
     ev = Evaluator(bench, embs, corpus={"mode": "released"}, calibration={"method": "pushdown"},

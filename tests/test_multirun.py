@@ -43,12 +43,14 @@ def run_py(
 
 def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
     sweep = tmp_path / "sweep"
-    run_py(shared, "-m", "calibration.method=none,gr,nonsense", f"hydra.sweep.dir={sweep}",
+    # job 2 fails while running (source=files without mean files), after its W&B run started
+    run_py(shared, "-m", "calibration=gr", "calibration.source=auto,transductive,files",
+           f"hydra.sweep.dir={sweep}",
            "logger=wandb", "logger.mode=offline", "logger.tags=[test]",
            drop=("WANDB_DIR",), ok=False)  # W&B files in the job dirs; a failed job fails the sweep
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame["status"]) == ["ok", "ok", "failed"]
-    assert "nonsense" in frame.loc[2, "error"]
+    assert "calibration.files.query_text: no mean file given" in frame.loc[2, "error"]
     status = json.loads((sweep / "2" / "status.json").read_text())
     assert status["error"] == frame.loc[2, "error"] and "Traceback" in status["traceback"]
     for i in (0, 1):
@@ -60,11 +62,11 @@ def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
     for i, code in ((0, 0), (1, 0), (2, 1)):
         run = read_offline_run(sweep / str(i))
         assert run["exit_code"] == code
-        method = ["none", "gr", "nonsense"][i]
+        source = ["auto", "transductive", "files"][i]
         assert run["run"].run_group == f"{tmp_path.name}/sweep"
         assert list(run["run"].tags) == ["test", "bench:toy"]
-        assert run["run"].display_name == f"calibration.method={method}"  # the swept override only
-        assert run["config"]["calibration"]["method"] == method
+        assert run["run"].display_name == f"calibration.source={source}"  # the swept override only
+        assert run["config"]["calibration"]["source"] == source
         assert run["config"]["choices"]["dataset"] == "toy"
         if code == 0:
             metrics = json.loads((sweep / str(i) / "metrics.json").read_text())["metrics"]

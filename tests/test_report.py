@@ -17,7 +17,7 @@ from mixsearch.callbacks import read_job, write_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# PAPER.md §5 "4-subset means", computed there independently of the table transcription.
+# docs/paper.md §5 "4-subset means", computed there independently of the table transcription.
 PAPER_MEANS = {
     "CLIP-B/16": (0.4457, 0.483, 0.361), "GR-CLIP-B/16": (0.5927, 0.640, 0.483),
     "CLIP-L/14": (0.4790, 0.523, 0.390), "GR-CLIP-L/14": (0.6308, 0.670, 0.515),

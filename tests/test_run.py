@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ def _run(args: list[str], env: dict[str, str], ok: bool = True) -> subprocess.Co
     proc = subprocess.run(
         [sys.executable, "run.py", *args, "embed.progress=false"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        preexec_fn=lambda: os.umask(0o022),  # result files must then be 0644
     )
     if ok:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -71,6 +73,15 @@ def test_default_run_writes_contract_and_second_run_uses_cache(tmp_path: Path, s
     assert len(per_query) == result["benchmark"]["n_queries"]
     assert per_query["ndcg@10"].mean() == pytest.approx(result["metrics"]["ndcg@10"], abs=1e-9)
     assert json.loads((run_dir / "status.json").read_text())["status"] == "ok"
+    for name in ("metrics.json", "per_query.csv", "status.json", "run.trec"):
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o644, name
+    lines = (run_dir / "run.trec").read_text().splitlines()
+    assert len(lines) == result["benchmark"]["n_queries"] * 100
+    qid, q0, _, rank, score, tag = lines[0].split(" ")
+    assert (q0, rank, tag) == ("Q0", "1", "mixsearch") and float(score) <= 1.0
+    assert result["git"] is None or len(result["git"]["commit"]) == 40
+    assert f"results: {run_dir}" in first.stdout
+    assert "ndcg@10=" in (run_dir / "run.log").read_text()
     compute = result["encoder"]["compute"]
     assert compute["gflops_per_text"] > 0 and compute["gflops_per_image"] > 0
     assert compute["parameters"] > 0 and compute["items_per_s"] > 0

@@ -1,5 +1,5 @@
-"""evaluate() reproduces the seed code's ``src/retrieval_mixbench.py`` (PAPER.md §2, §7;
-MIXBENCH.md §5, §6), re-implemented here from its description: seed-42 re-mix of ``corpus``,
+"""evaluate() reproduces the seed code's ``src/retrieval_mixbench.py`` (docs/paper.md §2, §7;
+docs/formats.md §5, §6), re-implemented here from its description: seed-42 re-mix of ``corpus``,
 L2-normalise at load, fuse α = 0.5, subtract means loaded from files, renormalise, sklearn
 ``ndcg_score`` over the top-10, mean over queries."""
 

@@ -108,6 +108,8 @@ def test_wandb_offline_round_trip(tmp_path, monkeypatch):
     job = _job_dir(tmp_path)
     (job / "means").mkdir()
     np.save(job / "means" / "doc_text.npy", np.ones(4, dtype=np.float32))
+    (job / "calibration_state").mkdir()
+    np.save(job / "calibration_state" / "scale.npy", np.ones(4, dtype=np.float32))
     (job / "metrics.json").write_text(json.dumps(RESULT))
     (job / "per_query.csv").write_text(PER_QUERY.to_csv(index=False))
     (job / "run.trec").write_text("0 Q0 d1 1 0.9 mixsearch\n")
@@ -151,7 +153,8 @@ def test_wandb_offline_round_trip(tmp_path, monkeypatch):
     image_path = run["files"] / summary["figures/gap/path"]
     assert Image.open(image_path).size == (8, 8)
     (results,) = [a for a in run["artifacts"].values() if a["type"] == "results"]
-    assert results["files"] == ["means/doc_text.npy", "metrics.json", "per_query.csv", "run.trec"]
+    assert results["files"] == ["calibration_state/scale.npy", "means/doc_text.npy", "metrics.json",
+                                "per_query.csv", "run.trec"]
 
 
 def test_wandb_environment_applies_unless_the_config_sets_a_value(tmp_path, monkeypatch):
@@ -159,10 +162,13 @@ def test_wandb_environment_applies_unless_the_config_sets_a_value(tmp_path, monk
     monkeypatch.setenv("WANDB_PROJECT", "from-env")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "env_dir"))
     cfg = {"logger": {"name": "wandb", "mode": None, "project": None, "entity": None, "dir": None}}
+    (tmp_path / "job" / ".hydra").mkdir(parents=True)
+    (tmp_path / "job" / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(
+        ["logger=wandb", "calibration=gr", "paths.data_dir=/data", "fusion.alpha=0.5"]))
     start_tracker(cfg, tmp_path / "job").finish(ok=True)
     run = read_offline_run(tmp_path / "env_dir")
     assert run["run"].project == "from-env"
-    assert run["run"].display_name == "job"  # no Hydra files: the run dir's name
+    assert run["run"].display_name == "calibration=gr,fusion.alpha=0.5"  # a single run: what ran
     assert list(run["run"].tags) == ["bench:unknown"]
     # a value in the config wins over the environment
     cfg["logger"].update(mode="disabled", project="from-config")

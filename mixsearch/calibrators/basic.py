@@ -18,7 +18,7 @@ class NoCalibration(Calibrator):
 
 
 class PushDown(Calibrator):
-    """The paper's setting-1 push-down simulation (PAPER.md §3): every image or screenshot doc
+    """The paper's setting-1 push-down simulation (docs/paper.md §3): every image or screenshot doc
     ranks below all text docs; vectors stay uncalibrated."""
 
     fits_state = False

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mixsearch.data.benchmark import DataError, ImageRef, Qrels
 
-# Id fields of the formats in MIXBENCH.md §8.2, in the order they are tried.
+# Id fields of the formats in docs/formats.md §8.2, in the order they are tried.
 ID_KEYS = ("id", "_id", "query_id", "corpus_id", "qid", "did")
 
 _QID_COLUMNS = frozenset({"query_id", "query-id", "qid"})
@@ -102,7 +102,7 @@ class ImageResolver:
     """Finds image files named by (usually relative) paths, counting which rule found each.
 
     Releases disagree on the path form (bare name, ``images/<f>``, ``<subset>/images/<f>``;
-    MIXBENCH.md §10 Q3), so candidates are tried in order (§8.5): ``image_root/p``,
+    docs/formats.md §10 Q3), so candidates are tried in order (§8.5): ``image_root/p``,
     ``image_root/basename(p)``, ``subset_dir/p``, ``subset_dir/images/basename(p)``,
     ``root/p``. Absolute paths are used as they are.
     """

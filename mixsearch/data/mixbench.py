@@ -1,4 +1,4 @@
-"""Loader for the MixBench releases (MIXBENCH.md §1-4 and §8).
+"""Loader for the MixBench releases (docs/formats.md §1-4 and §8).
 
 Three sources give the same content:
 
@@ -271,7 +271,7 @@ def _prune_qrels(qrels: Qrels, dropped: set[str]) -> int:
 
 
 def _check_mixed_matches_corpus(bench: Benchmark) -> None:
-    """The shipped mixed corpus must be the corpus with modalities dropped (MIXBENCH.md §5)."""
+    """The shipped mixed corpus must be the corpus with modalities dropped (docs/formats.md §5)."""
     files = bench.meta["files"]
     by_id = {r.id: r for r in bench.corpus}
     for r in bench.mixed_corpus or ():

@@ -1,7 +1,7 @@
 """Image–caption pairs (e.g. MSCOCO / Google WIT / VisualNews training splits) as calibration
 data for GR-CLIP's means.
 
-The paper fits its means on the *training* splits of several datasets (PAPER.md §2), which
+The paper fits its means on the *training* splits of several datasets (docs/paper.md §2), which
 MixBench does not ship. A pairs file is the smallest common form of those splits: JSON lines
 ``{"id": str, "text": str | null, "image": path | null}`` (the MixBench25 ``corpus.jsonl``
 schema; ``query_id``/``corpus_id``/``_id`` also accepted as the id), images resolved against

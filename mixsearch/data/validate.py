@@ -1,4 +1,4 @@
-"""Checks every loader runs on a freshly built :class:`Benchmark` (MIXBENCH.md §8.7-8.8).
+"""Checks every loader runs on a freshly built :class:`Benchmark` (docs/formats.md §8.7-8.8).
 
 Structural problems (duplicate ids, dangling qrels, queries without a positive, empty
 records) are errors. Queries without any judgement are dropped with a warning, and counts that
@@ -15,7 +15,7 @@ from mixsearch.data.benchmark import MODALITIES, Benchmark, DataError, Record
 
 logger = logging.getLogger(__name__)
 
-# MIXBENCH.md §4, verified on the released files. "qrels" counts judgement pairs;
+# docs/formats.md §4, verified on the released files. "qrels" counts judgement pairs;
 # "<split>_modalities" counts text / image / image+text records of that split.
 EXPECTED_COUNTS: dict[str, dict] = {
     "MSCOCO": {
@@ -94,7 +94,7 @@ def _compare_counts(bench: Benchmark, expected: dict) -> list[str]:
     for name, recs in _splits(bench).items():
         got[f"{name}_modalities"] = modality_counts(recs)
     return [
-        f"{bench.name}: {key} is {got.get(key)}, expected {value} (MIXBENCH.md §4)"
+        f"{bench.name}: {key} is {got.get(key)}, expected {value} (docs/formats.md §4)"
         for key, value in expected.items()
         if got.get(key) != value
     ]

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 MODALITIES = ("text", "image", "joint")
 #: the image placeholder of each backbone (VLM2Vec's ``VLM_IMAGE_TOKENS``)
 IMAGE_TOKENS = {"qwen2_vl": "<|image_pad|>", "llava_next": "<image>"}
-#: The seed's strings (paper appendix; MIXBENCH.md section 6). ``{image}`` becomes the
+#: The seed's strings (paper appendix; docs/formats.md §6). ``{image}`` becomes the
 #: backbone's image token, ``{text}`` the item's text. The seed embeds queries as text only;
 #: the query image and query image+text templates (OVEN's image+text queries) are ours,
 #: built like the document ones.
