@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=4421)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeat", type=int, default=5, help="interleaved repeats of the ratio")
+    parser.add_argument("--repeat", type=int, default=7, help="interleaved repeats of the ratio")
     args = parser.parse_args()
 
     bench, embs = synthetic(args.queries, args.docs, args.dim)

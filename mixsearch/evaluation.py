@@ -38,6 +38,7 @@ from mixsearch.sweep import (
     SWEEP_METHODS,
     ChunkSweep,
     MixedDocs,
+    RankedLists,
     RankScorer,
     group_means,
     mean_cosine_from_centroids,
@@ -355,11 +356,13 @@ class Evaluator:
         corpus, mods = self._corpus_summary(), np.asarray(self.docs.modalities, dtype=str)
         cent_before, cent_after = before_mixed.centroids(alphas), mixed.centroids(alphas)
         doc_ids = np.array(self.docs.ids, dtype=object)
+        positions = {q: n for n, q in enumerate(self.queries.ids)}
+        query_roles = sorted(set(qs.roles.tolist()))
         results = []
         for n, top in enumerate(tops):
             columns, first = scorer.columns(top.indices)
             table = pd.concat([fixed, pd.DataFrame({**columns, "first_rel_rank": first})], axis=1)
-            gap = {**qs.gap, "query_role": sorted(set(qs.roles.tolist())),
+            gap = {**qs.gap, "query_role": list(query_roles),
                    "mean_cosine_before": mean_cosine_from_centroids(
                        q_before, {**centroids_before, "image+text": cent_before[n]}),
                    "mean_cosine_after": mean_cosine_from_centroids(
@@ -372,8 +375,8 @@ class Evaluator:
                 gap=gap,
                 calibration={**self.calibration.summary(), "notes": list(qs.notes)},
                 corpus=dict(corpus),
-                ranked=dict(zip(self.queries.ids, doc_ids[top.indices].tolist(), strict=True)),
-                scores=dict(zip(self.queries.ids, top.scores.tolist(), strict=True)),
+                ranked=RankedLists(positions, top.indices, doc_ids),  # type: ignore[arg-type]
+                scores=RankedLists(positions, top.scores),  # type: ignore[arg-type]
             ))
         return results
 
@@ -395,11 +398,13 @@ class Evaluator:
         mixed_order = IdOrder([ids[r] for r in mixed.rows], len(mixed.rows),
                               self.retrieval_cfg["ties"])
         keys = np.empty((len(alphas), n_q, k), np.int64)
-        text_t, image_t = torch.from_numpy(mixed.text), torch.from_numpy(mixed.image)
+        m = len(mixed.rows)
+        parts = torch.from_numpy(np.concatenate([mixed.text, mixed.image]))  # one matmul for both
         with torch.inference_mode():
-            for c in query_chunks(n_q, len(mixed.rows)):
+            for c in query_chunks(n_q, 2 * m):
                 q = torch.from_numpy(np.ascontiguousarray(qs.after[c]))
-                s_t, s_i = torch.mm(q, text_t.T).numpy(), torch.mm(q, image_t.T).numpy()
+                both = torch.mm(q, parts.T).numpy()
+                s_t, s_i = both[:, :m], both[:, m:]
                 chunk = ChunkSweep(mixed, s_t, s_i, tau[c])
                 for n, alpha in enumerate(alphas):
                     keys[n, c] = merge_topk(uni_keys[c], chunk, alpha, self._order, mixed_order, k)

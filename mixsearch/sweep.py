@@ -23,6 +23,7 @@ as two chunk sizes or devices of the plain path may. Docs with equal vectors tie
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,8 +151,8 @@ class MixedDocs:
             w = np.full((len(alphas), m), 1.0 / m)
         else:
             w = np.stack([self.inverse_norms(x).astype(np.float64) / m for x in alphas])
-        w_t = torch.from_numpy(w)
-        sums = [(w_t @ torch.from_numpy(part.astype(np.float64))).numpy()
+        # float64 sums, as the plain path's means; einsum beats BLAS for this shape here
+        sums = [np.einsum("am,md->ad", w, part.astype(np.float64))
                 for part in (self.text, self.image)]
         return a * sums[0] + b * sums[1]
 
@@ -346,3 +347,22 @@ def query_chunks(n_queries: int, n_cols: int) -> list[slice]:
     """Query slices whose score matrices over ``n_cols`` docs fit the block budget."""
     size = max(1, _BLOCK_ELEMENTS // max(1, n_cols))
     return [slice(s, min(s + size, n_queries)) for s in range(0, n_queries, size)]
+
+
+class RankedLists(Mapping):
+    """``query id -> list`` view of one row per query (doc ids or scores of a rank matrix),
+    made on access: a sweep's results would otherwise build millions of Python objects that
+    only a run file reads."""
+
+    def __init__(self, positions: dict[str, int], rows: np.ndarray, values: np.ndarray | None = None) -> None:
+        self._positions, self._rows, self._values = positions, rows, values
+
+    def __getitem__(self, qid: str) -> list:
+        row = self._rows[self._positions[qid]]
+        return (row if self._values is None else self._values[row]).tolist()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._positions)
+
+    def __len__(self) -> int:
+        return len(self._positions)

@@ -26,6 +26,10 @@ def _assert_same_result(fast, plain) -> None:
             assert fast.gap[key][role] == pytest.approx(row, abs=1e-7)
     assert {k: v for k, v in fast.gap.items() if not k.startswith("mean_cosine")} == {
         k: v for k, v in plain.gap.items() if not k.startswith("mean_cosine")}
+    assert list(fast.ranked) == list(plain.ranked) and list(fast.scores) == list(plain.scores)
+    for qid, docs in plain.ranked.items():  # the run file's lists: same docs up to near-ties
+        assert len(fast.ranked[qid]) == len(docs)
+        np.testing.assert_allclose(fast.scores[qid], plain.scores[qid], atol=1e-6)
 
 
 def _assert_same_ranking(fast, plain, *, exact: bool) -> None:
@@ -97,7 +101,9 @@ def test_exact_ties_are_ordered_as_the_plain_path_orders_them(method, ties):
         tied = (np.diff(plain.scores, axis=1) == 0).sum()
         assert tied > 50
         _assert_same_ranking(top, plain, exact=True)
-        _assert_same_result(result, ev.run({"alpha": alpha, "method": method}))
+        ref = ev.run({"alpha": alpha, "method": method})
+        _assert_same_result(result, ref)
+        assert dict(result.ranked) == ref.ranked and dict(result.scores) == ref.scores
 
 
 @pytest.mark.parametrize("corpus", [{"mode": "all_multimodal"},
