@@ -10,6 +10,7 @@ from mixsearch import sweep
 from mixsearch.data.benchmark import Record
 from mixsearch.embed.embeddings import Embeddings
 from mixsearch.evaluation import Evaluator
+from mixsearch.tracking import trec_run_text
 from tests.test_evaluate import IMG, synthetic
 
 ALPHAS = [round(a, 2) for a in np.arange(0.0, 1.01, 0.1)]
@@ -104,6 +105,7 @@ def test_exact_ties_are_ordered_as_the_plain_path_orders_them(method, ties):
         ref = ev.run({"alpha": alpha, "method": method})
         _assert_same_result(result, ref)
         assert dict(result.ranked) == ref.ranked and dict(result.scores) == ref.scores
+        assert trec_run_text(result.ranked, result.scores) == trec_run_text(ref.ranked, ref.scores)
 
 
 @pytest.mark.parametrize("corpus", [{"mode": "all_multimodal"},
