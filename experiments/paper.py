@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from mixsearch.jobinfo import MODEL_NAMES
+
 #: Paper's subset columns in Table 1 order, keyed by our ``dataset.subset`` names.
 SUBSETS: dict[str, str] = {
     "Google_WIT": "Google WIT",
@@ -16,23 +18,6 @@ SUBSETS: dict[str, str] = {
     "VisualNews": "VisualNews",
 }
 
-#: Our model config names -> the paper's model names (Table 1 rows without the "GR-" prefix).
-#: clip_l14 is the seed code's 224-px checkpoint; the paper's appendix names the 336-px one.
-MODELS: dict[str, str] = {
-    "clip_b16": "CLIP-B/16",
-    "clip_l14_336": "CLIP-L/14",
-    "clip_l14": "CLIP-L/14",
-    "openclip_b16": "OpenCLIP-B/16",
-    "openclip_l14": "OpenCLIP-L/14",
-    "siglip_so400m": "SigLIP-400m",
-    # family names (python run.py -m model=clip,siglip,openclip)
-    "clip": "CLIP-L/14",
-    "openclip": "OpenCLIP-L/14",
-    "siglip": "SigLIP-400m",
-    # universal embedders: the paper's baseline (rows without a GR- variant)
-    "vlm2vec_qwen2vl_7b": "VLM2Vec-Qwen",
-    "vlm2vec_llava_next": "VLM2Vec-LLaVA-Next",
-}
 #: The fusion of image+text docs behind a paper row: VLM2Vec embeds them jointly (the seed's
 #: ``vlm_mixed_embedding``), the CLIP family fuses with α = 0.5.
 ROW_FUSION: dict[str, str] = {"VLM2Vec-Qwen": "joint", "VLM2Vec-LLaVA-Next": "joint"}
@@ -75,6 +60,14 @@ def _parse_table1(text: str) -> dict[str, dict[str, dict[str, float]]]:
 
 #: Appendix Table 1: ``TABLE1[row][paper subset][metric]`` (VLM2Vec rows spelled without spaces).
 TABLE1: dict[str, dict[str, dict[str, float]]] = _parse_table1(_T1)
+
+#: Our model config names -> the paper's model names (Table 1 rows without the "GR-" prefix):
+#: the display names (:data:`mixsearch.jobinfo.MODEL_NAMES`) that name a paper row, plus
+#: clip_l14, the seed code's 224-px checkpoint, matched to the row of the paper's 336-px one.
+MODELS: dict[str, str] = {
+    **{config: name for config, name in MODEL_NAMES.items() if name in TABLE1},
+    "clip_l14": "CLIP-L/14",
+}
 
 #: Figure 2 (setting 1, NDCG@10 against the image ratio p), approximate readings:
 #: ``{(paper model, benchmark): {calibration: [(p, ndcg@10), ...]}}``. CLIP's minimum is
