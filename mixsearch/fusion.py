@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from mixsearch.registry import Registry
+
 QUERY_MODES = ("text", "image", "weighted", "joint")
 
 
@@ -168,8 +170,7 @@ def _weights(centred: Views, alpha: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: ``fusion.method`` -> ``fn(centred views, alpha) -> searched vectors``; see :func:`register_fusion`.
-_FUSERS: dict[str, Callable[[Views, float], np.ndarray]] = {
-    "weighted": _weighted, "score": _score, "joint": _joint}
+_FUSERS = Registry("fusion method", {"weighted": _weighted, "score": _score, "joint": _joint})
 
 
 def register_fusion(name: str, fn: Callable[[Views, float], np.ndarray], *, overwrite: bool = False) -> None:
@@ -181,14 +182,12 @@ def register_fusion(name: str, fn: Callable[[Views, float], np.ndarray], *, over
     Raises:
         ValueError: ``name`` is taken and ``overwrite`` is False.
     """
-    if name in _FUSERS and not overwrite and _FUSERS[name] is not fn:
-        raise ValueError(f"fusion method {name!r} is already registered")
-    _FUSERS[name] = fn
+    _FUSERS.register(name, fn, overwrite=overwrite)
 
 
 def available_fusions() -> list[str]:
     """Names of the registered fusion methods."""
-    return sorted(_FUSERS)
+    return _FUSERS.names()
 
 
 def fuse(centred: Views, *, method: str = "weighted", alpha: float = 0.5) -> np.ndarray:
@@ -209,7 +208,7 @@ def fuse(centred: Views, *, method: str = "weighted", alpha: float = 0.5) -> np.
         raise ValueError(f"fusion.method: unknown method {method!r}; choose one of {available_fusions()}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"fusion.alpha: the text weight must be in [0, 1], got {alpha!r}")
-    return _FUSERS[method](centred, float(alpha))
+    return _FUSERS.get(method)(centred, float(alpha))
 
 
 def build_query_matrix(

@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from mixsearch.registry import Registry
+
 #: ``normalise(scores, rrf_k) -> scores`` of one modality's top-k lists (rows = queries).
 MergeFn = Callable[[np.ndarray, int], np.ndarray]
 
@@ -40,9 +42,9 @@ def rrf(scores: np.ndarray, rrf_k: int) -> np.ndarray:
     return np.broadcast_to(1.0 / (rrf_k + ranks), scores.shape).copy()
 
 
-_MERGES: dict[str, MergeFn] = {"zscore": zscore, "rrf": rrf}
 #: Every choice of ``retrieval.merge``.
 SINGLE = "single"
+_MERGES = Registry("retrieval.merge", {"zscore": zscore, "rrf": rrf}, reserved=(SINGLE,))
 
 
 def register_merge(name: str, fn: MergeFn, *, overwrite: bool = False) -> None:
@@ -51,14 +53,12 @@ def register_merge(name: str, fn: MergeFn, *, overwrite: bool = False) -> None:
     Raises:
         ValueError: ``name`` is taken (or is ``single``) and ``overwrite`` is False.
     """
-    if name == SINGLE or (name in _MERGES and not overwrite and _MERGES[name] is not fn):
-        raise ValueError(f"retrieval.merge {name!r} is already registered")
-    _MERGES[name] = fn
+    _MERGES.register(name, fn, overwrite=overwrite)
 
 
 def available_merges() -> list[str]:
     """Every value ``retrieval.merge`` takes."""
-    return [SINGLE, *sorted(_MERGES)]
+    return [SINGLE, *_MERGES.names()]
 
 
 def check_merge(name: str) -> None:
@@ -89,7 +89,7 @@ def merge_lists(
     check_merge(name)
     if name == SINGLE:
         raise ValueError("retrieval.merge=single searches one index; there is nothing to merge")
-    fn = _MERGES[name]
+    fn = _MERGES.get(name)
     s = np.concatenate([fn(scores, rrf_k) for scores, _ in lists], axis=1)
     r = np.concatenate([rows for _, rows in lists], axis=1)
     order = np.lexsort((tie_rank[r], -s), axis=-1)[:, :k]

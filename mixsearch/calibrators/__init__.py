@@ -28,11 +28,12 @@ then ``mixsearch.evaluate(enc, bench, calibration={"method": "shrink"})`` (optio
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
 import numpy as np
+
+from mixsearch.registry import Registry
 
 #: State of a fitted method: named arrays, each written to ``<key>.npy`` in the run dir.
 State = dict[str, np.ndarray]
@@ -80,14 +81,14 @@ class Calibrator:
         return True
 
 
-_REGISTRY: dict[str, type[Calibrator] | Any] = {
+_REGISTRY = Registry("calibration method", {
     "none": "mixsearch.calibrators.basic:NoCalibration",
     "pushdown": "mixsearch.calibrators.basic:PushDown",
     "gr": "mixsearch.calibrators.basic:GR",
     "i0t": "mixsearch.calibrators.i0t:I0T",
     "project": "mixsearch.calibrators.project:Project",
     "procrustes": "mixsearch.calibrators.procrustes:Procrustes",
-}
+})
 
 
 def register_calibrator(name: str, factory: Any, *, overwrite: bool = False) -> None:
@@ -102,14 +103,12 @@ def register_calibrator(name: str, factory: Any, *, overwrite: bool = False) -> 
     Raises:
         ValueError: ``name`` is taken and ``overwrite`` is False.
     """
-    if name in _REGISTRY and not overwrite and _REGISTRY[name] is not factory:
-        raise ValueError(f"calibration method {name!r} is already registered")
-    _REGISTRY[name] = factory
+    _REGISTRY.register(name, factory, overwrite=overwrite)
 
 
 def available_calibrators() -> list[str]:
     """Names of the registered calibration methods."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def build_calibrator(name: str, params: dict[str, Any] | None = None) -> Calibrator:
@@ -124,15 +123,11 @@ def build_calibrator(name: str, params: dict[str, Any] | None = None) -> Calibra
     if name not in _REGISTRY:
         raise ValueError(f"calibration.method: unknown method {name!r}; choose one of "
                          f"{available_calibrators()} or give 'module:Class'")
-    factory = _REGISTRY[name]
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            del _REGISTRY[name]
-            raise ValueError(f"calibration.method: cannot load {factory!r}: {e}") from e
-        _REGISTRY[name] = factory
+    try:
+        factory = _REGISTRY.get(name)
+    except (ImportError, AttributeError) as e:
+        _REGISTRY.unregister(name)  # a mistyped "module:Class" must not stay registered
+        raise ValueError(f"calibration.method: cannot load {name!r}: {e}") from e
     params = dict(params or {})
     try:
         inspect.signature(factory).bind(**params)

@@ -6,15 +6,15 @@ building an open_clip encoder does not import transformers and vice versa.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 
 from mixsearch.encoders.base import Encoder, EncoderError
+from mixsearch.registry import Registry
 
 Factory = Callable[..., Encoder]
 
-_REGISTRY: dict[str, Factory | str] = {
+_REGISTRY = Registry("encoder backend", {
     "open_clip": "mixsearch.encoders.openclip:OpenClipEncoder",
     "hf": "mixsearch.encoders.hf:HFEncoder",
     "precomputed": "mixsearch.encoders.precomputed:load_precomputed",
@@ -22,7 +22,7 @@ _REGISTRY: dict[str, Factory | str] = {
     "mteb": "mixsearch.encoders.mteb:MtebEncoder",
     "st": "mixsearch.encoders.st:STEncoder",
     "vlm2vec": "mixsearch.encoders.vlm2vec:VLM2VecEncoder",
-}
+}, error=EncoderError)
 
 
 def register_encoder(name: str, factory: Factory | str, *, overwrite: bool = False) -> None:
@@ -37,23 +37,12 @@ def register_encoder(name: str, factory: Factory | str, *, overwrite: bool = Fal
     Raises:
         EncoderError: ``name`` is taken and ``overwrite`` is False.
     """
-    if name in _REGISTRY and not overwrite and _REGISTRY[name] is not factory:
-        raise EncoderError(f"encoder backend {name!r} is already registered")
-    _REGISTRY[name] = factory
+    _REGISTRY.register(name, factory, overwrite=overwrite)
 
 
 def available_encoders() -> list[str]:
     """Names of the registered backends."""
-    return sorted(_REGISTRY)
-
-
-def _resolve(name: str) -> Factory:
-    factory = _REGISTRY[name]
-    if isinstance(factory, str):
-        module, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-        _REGISTRY[name] = factory
-    return factory
+    return _REGISTRY.names()
 
 
 def build_encoder(backend: str, **kwargs: object) -> Encoder:
@@ -71,7 +60,7 @@ def build_encoder(backend: str, **kwargs: object) -> Encoder:
     """
     if backend not in _REGISTRY:
         raise EncoderError(f"unknown encoder backend {backend!r}; known: {available_encoders()}")
-    factory = _resolve(backend)
+    factory = _REGISTRY.get(backend)
     try:
         inspect.signature(factory).bind(**kwargs)
     except TypeError as e:
