@@ -19,8 +19,10 @@ from mixsearch.config import ConfigError, build, section
 from mixsearch.data.benchmark import Benchmark
 from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
+from mixsearch.embed.devices import extract_on_devices, resolve_devices
 from mixsearch.embed.extract import embed_benchmark, embed_records, has_field
 from mixsearch.encoders.base import Encoder, joint_unsupported_message
+from mixsearch.metrics import display_name
 from mixsearch.schema import validate
 from mixsearch.tracking import (
     git_commit,
@@ -168,8 +170,17 @@ def embed_all(
 
 
 def _dataset_key(bench: Benchmark) -> str:
-    rev = bench.meta.get("revision")
-    return f"{bench.name}@{rev}" if rev else bench.name
+    return bench.cache_key()
+
+
+def benchmark_metrics(bench: Benchmark, metrics_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The metrics section plus the measures the benchmark's own papers report
+    (``meta["measures"]``: M-BEIR's Recall@k is ``hit``), so its headline is always there."""
+    extra = [m for m in bench.meta.get("measures") or () if m not in metrics_cfg["measures"]]
+    if not extra:
+        return metrics_cfg
+    log.info("%s: adding metrics.measures %s (the benchmark's headline)", bench.name, extra)
+    return {**metrics_cfg, "measures": [*metrics_cfg["measures"], *extra]}
 
 
 def calibration_pools(
@@ -377,9 +388,15 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     seed_everything(int(cfg.get("seed", 0)))
     corpus_cfg, cal_cfg = section(cfg, "corpus"), section(cfg, "calibration")
     embed_cfg = section(cfg, "embed")
+    devices = resolve_devices(embed_cfg.pop("devices", None))
 
     bench = build_shared(cfg["dataset"], "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
+    if devices:
+        if embed_cfg.get("num_shards", 1) != 1:
+            raise ConfigError("embed.devices shards the extraction itself; drop embed.num_shards")
+        # before this process builds its model: the devices are the extraction processes'
+        per_device = extract_on_devices(cfg, devices)
     encoder = build_shared(cfg["model"], "model")
     fusion_cfg = resolve_fusion(section(cfg, "fusion"), encoder)
     if fusion_cfg != section(cfg, "fusion"):
@@ -407,7 +424,8 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     eval_bench, skipped_docs, skipped = apply_skips(bench, stats)
     evaluator = Evaluator(
         eval_bench, embs, corpus=corpus_cfg, calibration=cal_cfg,
-        retrieval=section(cfg, "retrieval"), metrics=section(cfg, "metrics"), pools=pools,
+        retrieval=section(cfg, "retrieval"), metrics=benchmark_metrics(bench, section(cfg, "metrics")),
+        pools=pools,
         skipped_docs=skipped_docs,
     )
     for s in skipped:
@@ -436,6 +454,10 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     out["encoder"] = {**encoder.describe(), "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
                         "text_stats": encoder.text_stats()}
+    if devices:  # what each extraction process encoded (this process read them back)
+        out["embedding"]["devices"] = [
+            {"device": d, "encoded_items": sum(s.get("encoded_items", 0) for s in st)}
+            for d, st in zip(devices, per_device, strict=True)]
     out["skipped"] = skipped
     out["config"] = cfg
     out["config_warnings"] = warnings
@@ -462,6 +484,8 @@ def format_summary(out: dict[str, Any]) -> str:
         f"{out['benchmark']['name']}  calibration={cal.get('method')} (source={cal.get('source')})"
         f"  corpus={out.get('corpus', {}).get('mode')}",
         "  " + "  ".join(f"{k}={m[k]:.4f}" for k in ("ndcg@10", "recall@1", "mrr@10", "ndcg@100") if k in m),
+        *(["  " + "  ".join(f"{display_name(k)}={m[k]:.4f}" for k in ("hit@5", "hit@10") if k in m)]
+          if "hit@5" in m or "hit@10" in m else []),
     ]
     gap = out.get("gap") or {}
     if gap.get("centroid_distance_before") is not None:

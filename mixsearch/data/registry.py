@@ -19,7 +19,7 @@ Loader = Callable[..., Benchmark]
 LOADERS: dict[str, Loader] = {"mixbench": load_mixbench, "beir": load_beir, "pairs": load_pairs}
 # Loaders that register themselves when their module is imported; imported on first use
 # (the toy generator imports this module, so it cannot be imported here).
-_SELF_REGISTERING = {"toy": "mixsearch.data.toy"}
+_SELF_REGISTERING = {"toy": "mixsearch.data.toy", "mbeir": "mixsearch.data.mbeir"}
 
 
 def register_loader(kind: str, fn: Loader) -> None:
