@@ -131,6 +131,18 @@ def streamed_mean(blocks: Iterable[np.ndarray], *, chunk_rows: int = 65536) -> t
     return (total / n).astype(np.float32), n
 
 
+def gr_blocks(blocks: Iterable[np.ndarray], mean: np.ndarray, *, chunk_rows: int = 65536
+              ) -> Iterator[np.ndarray]:
+    """GR applied to rows streamed block by block: L2-normalise, subtract ``mean``, L2-normalise
+    again (the paper's order), as float32 chunks of at most ``chunk_rows`` rows, ready for
+    :func:`mixsearch.retrieval.search_blocks`; only one chunk exists at a time."""
+    mean = np.asarray(mean, dtype=np.float32)
+    for block in blocks:
+        for lo in range(0, len(block), chunk_rows):
+            chunk = np.asarray(block[lo:lo + chunk_rows], dtype=np.float32)
+            yield l2_normalise(l2_normalise(chunk) - mean)
+
+
 def entry_blocks(entry: Any) -> Iterator[np.ndarray]:
     """The vectors of each part of a complete :class:`~mixsearch.embed.cache.CacheEntry`,
     memory-mapped, one part at a time (checksums verified on read).

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from mixsearch.calibration import entry_blocks, fit_means, streamed_mean, streamed_means
+from mixsearch.calibration import entry_blocks, fit_means, gr_blocks, streamed_mean, streamed_means
 from mixsearch.config import ConfigError
 from mixsearch.embed.cache import CacheEntry, Part
 from mixsearch.embed.devices import check_devices, resolve_devices
@@ -34,6 +34,18 @@ def test_streamed_mean_equals_numpy_mean_of_normalised_rows():
         streamed_mean(iter([]))
     with pytest.raises(ValueError, match="width 3 after width 24"):
         streamed_mean(iter([blocks[0], np.ones((2, 3), np.float32)]))
+
+
+def test_gr_blocks_equal_gr_on_the_stacked_rows():
+    rng = np.random.default_rng(2)
+    # shifted: the rows share a direction, as one modality's embeddings do
+    blocks = [(rng.standard_normal((n, 16)) + 1.0).astype(np.float16) for n in (50, 3, 77)]
+    mean, _ = streamed_mean(iter(blocks))
+    got = np.concatenate(list(gr_blocks(iter(blocks), mean, chunk_rows=20)))
+    x = np.concatenate(blocks).astype(np.float32)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True) - mean
+    np.testing.assert_allclose(got, x / np.linalg.norm(x, axis=1, keepdims=True), atol=1e-6)
+    assert np.linalg.norm(got.mean(axis=0)) < 0.1 < 0.5 < np.linalg.norm(mean)  # centred
 
 
 def test_streamed_means_over_float16_cache_parts_match_fit_means(tmp_path):
