@@ -96,6 +96,13 @@ def test_instructions_are_prepended_from_the_tsv(fixture_root):
     assert oven.text == f"Retrieve a caption that matches this query. {question}"
 
 
+def test_one_pinned_revision():
+    from experiments.calibration_sets import MBEIR
+
+    conf = OmegaConf.load(ROOT / "conf" / "dataset" / "mbeir.yaml")
+    assert conf.revision == MBEIR.revision == MBEIR_REVISION
+
+
 def test_no_root_fails_at_once_with_the_download_command():
     with pytest.raises(DataError) as e:
         load_mbeir(None)
