@@ -217,7 +217,7 @@ def write_summary(sweep_dirs: list[str | Path], out_dir: str | Path) -> pd.DataF
              f"{len(frame)} jobs: {n_ok} ok, {len(frame) - n_ok} not ok. "
              "All metrics and run dirs are in summary.csv.", "", markdown_table(table)]
     if any(c.startswith("hit@") for c in shown):
-        lines += ["", HIT_NOTE]
+        lines += ["", HIT_NOTE, ""]
     atomic_write_text(out_dir / "summary.md", "\n".join(lines))
     return frame
 

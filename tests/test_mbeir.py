@@ -202,3 +202,20 @@ def test_run_py_on_the_global_pool_with_gr(fixture_root, tmp_path):
             _rows(fixture_root / "cand_pool/global/mbeir_union_test_cand_pool.jsonl")}
     ranked = {line.split()[2] for line in (out / "run.trec").read_text().splitlines()}
     assert {pool[d] for d in ranked} == {"text", "image", "image,text"}
+
+
+def test_summary_heads_hit_as_mbeir_recall(tmp_path):
+    from mixsearch.callbacks import write_summary
+
+    for job, hit in (("0", 0.25), ("1", 0.75)):
+        folder = tmp_path / "sweep" / job
+        folder.mkdir(parents=True)
+        (folder / "status.json").write_text(json.dumps({"status": "ok"}))
+        metrics = {"ndcg@10": 0.5, "recall@5": 0.1, "hit@5": hit, "hit@10": 1.0}
+        (folder / "metrics.json").write_text(json.dumps({"metrics": metrics}))
+    frame = write_summary([tmp_path / "sweep"], tmp_path)
+    assert list(frame["hit@5"]) == [0.25, 0.75]  # the CSV keeps the unambiguous name
+    md = (tmp_path / "summary.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| job"))
+    assert "| Recall@5 (hit) | Recall@10 (hit) |" in header and "hit@5" not in header
+    assert "| 0.2500 | 1.0000 |" in md and "not the fraction of relevant documents" in md
