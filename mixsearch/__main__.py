@@ -44,7 +44,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     meta = write_index(args.out, coll, encoder, spec, text, image, means, st.skipped or {})
     cal = "none" if means is None else f"gr, means {means.source}" + (
         f" ({args.means})" if args.means else f" (fitted on this collection: {means.n_samples})")
-    print(f"index: {args.out} ({len(meta['items'])} items, model {encoder.name}, fingerprint "
+    skipped = f", {len(meta['skipped'])} skipped (listed in index.json)" if meta["skipped"] else ""
+    print(f"index: {args.out} ({len(meta['items'])} items{skipped}, model {encoder.name}, fingerprint "
           f"{meta['model']['fingerprint_hash']}, calibration {cal})")
     return 0
 
