@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 from mixsearch.config import ConfigError, build
@@ -22,8 +21,13 @@ def _model(name: str, overrides: list[str]) -> tuple[dict[str, Any], str]:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from mixsearch.collection import (embed_items, load_means, scan_folder, transductive_means,
-                                      write_index)
+    from mixsearch.collection import (
+        embed_items,
+        load_means,
+        scan_folder,
+        transductive_means,
+        write_index,
+    )
     from mixsearch.embed.cache import EmbeddingCache
 
     spec, cache_dir = _model(args.model, args.set)

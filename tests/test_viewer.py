@@ -67,7 +67,7 @@ def test_page_data_matches_the_run_files(runs: dict[str, Path], page_file: Path)
     for q in d["queries"]:
         for side in (0, 1):
             assert [d["docs"][h[0]][0] for h in q[6][side]] == tops[side][q[0]]
-        for n, h in enumerate(q[6][0]):  # the gr column: rank of the same doc in the none run
+        for h in q[6][0]:  # the gr column: rank of the same doc in the none run
             doc = d["docs"][h[0]][0]
             want = full_none[q[0]].index(doc) + 1 if doc in full_none[q[0]] else 0
             assert h[4] == want

@@ -17,7 +17,7 @@ from mixsearch.encoders.base import Encoder
 from mixsearch.fusion import fuse, l2_normalise, make_views
 
 
-class IndexError_(DataError):
+class CollectionIndexError(DataError):
     """An index that cannot answer this query (missing, another model, no means)."""
 
 
@@ -40,13 +40,13 @@ def read_index(path: str | Path) -> Index:
     """Load an index folder.
 
     Raises:
-        IndexError_: no ``index.json`` there (names the folder).
+        CollectionIndexError: no ``index.json`` there (names the folder).
     """
     path = Path(path)
     try:
         meta = json.loads((path / INDEX_FILE).read_text())
     except FileNotFoundError as e:
-        raise IndexError_(f"{path}: no {INDEX_FILE} (build one with `python -m mixsearch index DIR "
+        raise CollectionIndexError(f"{path}: no {INDEX_FILE} (build one with `python -m mixsearch index DIR "
                           f"--out {path}`)") from e
     means = Means.load(path / "means.npz") if (path / "means.npz").is_file() else None
     return Index(path, meta, np.load(path / "text.npy"), np.load(path / "image.npy"), means)
@@ -56,11 +56,11 @@ def check_encoder(index: Index, encoder: Encoder) -> None:
     """Refuse a query encoder whose fingerprint differs from the index's.
 
     Raises:
-        IndexError_: names both models and fingerprints.
+        CollectionIndexError: names both models and fingerprints.
     """
     m = index.meta["model"]
     if encoder.fingerprint_hash() != m["fingerprint_hash"]:
-        raise IndexError_(
+        raise CollectionIndexError(
             f"{index.path} was built with {m['name']} (fingerprint {m['fingerprint_hash']}), but "
             f"the query encoder is {encoder.name} (fingerprint {encoder.fingerprint_hash()}): "
             "re-index the folder with this model or search with the index's model")
@@ -89,7 +89,7 @@ def search(index: Index, qtext: np.ndarray, qimage: np.ndarray, *, k: int = 10,
     """``(item row, score)`` of the top ``k`` items, best first (ties: index order).
 
     Raises:
-        IndexError_: ``calibration="gr"`` on an index built without means.
+        CollectionIndexError: ``calibration="gr"`` on an index built without means.
     """
     items = index.items
     has_t = np.array([it["text"] is not None for it in items], bool)
@@ -99,7 +99,7 @@ def search(index: Index, qtext: np.ndarray, qimage: np.ndarray, *, k: int = 10,
     queries = make_views(["query"], qtext, qimage, q_t, q_i)
     if calibration == "gr":
         if index.means is None:
-            raise IndexError_(f"{index.path} holds no calibration means: search with "
+            raise CollectionIndexError(f"{index.path} holds no calibration means: search with "
                               "--calibration none, or re-index with --calibration gr")
         cal = resolve({"method": "gr", "source": index.means.source}, queries, docs, means=index.means)
         docs, queries = cal.apply(docs, "doc"), cal.apply(queries, "query")

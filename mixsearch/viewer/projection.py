@@ -38,8 +38,13 @@ def prepare_evaluator(cfg: dict[str, Any], bench: Benchmark) -> Any:
     embeddings from its cache (what is not cached is encoded and stored, with the count
     printed)."""
     from mixsearch.evaluation import Evaluator
-    from mixsearch.pipeline import (apply_skips, calibration_pools, check_joint, embed_all,
-                                    resolve_fusion)
+    from mixsearch.pipeline import (
+        apply_skips,
+        calibration_pools,
+        check_joint,
+        embed_all,
+        resolve_fusion,
+    )
 
     encoder = build(cfg["model"], "model")
     fusion_cfg = resolve_fusion(section(cfg, "fusion"), encoder)
@@ -117,7 +122,7 @@ def _gap(groups: dict[str, np.ndarray]) -> float | None:
 
 
 def _panel(xy: dict[str, np.ndarray], title: str, x0: int, box: tuple[np.ndarray, float, np.ndarray],
-           size: int = 320) -> str:
+           size: int = 280) -> str:
     lo, scale, pad = box
     lo = lo - pad  # centre the shorter extent in the square
     parts = [f'<g class="panel" transform="translate({x0},24)"><rect width="{size}" height="{size}" '
@@ -133,7 +138,7 @@ def _panel(xy: dict[str, np.ndarray], title: str, x0: int, box: tuple[np.ndarray
 
 def cloud_svg(cloud: Cloud) -> str:
     """Two panels (before, after calibration) and a legend, as one inline ``<svg>``."""
-    size = 320
+    size = 280
     gb, ga = _gap(cloud.before), _gap(cloud.after)
     tb = "before calibration" + (f" · text↔image {gb:.3f}" if gb is not None else "")
     ta = f"after {cloud.method}" + (f" · text↔image {ga:.3f}" if ga is not None else "")
@@ -147,10 +152,10 @@ def cloud_svg(cloud: Cloud) -> str:
     box = (lo, scale, ((size - 20) / scale - (hi - lo)) / 2)
     body = _panel(before, tb, 10, box, size) + _panel(after, ta, size + 50, box, size)
     legend = "".join(
-        f'<g transform="translate({10 + i * 150},{size + 44})"><circle r="5" cx="5" cy="-4" '
+        f'<g transform="translate({10 + i * 150},{size + 48})"><circle r="5" cx="5" cy="-4" '
         f'fill="{COLOURS[g]}"/><text x="14" y="0">{"query text" if g == "query" else g + " doc"}'
         f' ({len(cloud.before.get(g, []))})</text></g>'
         for i, g in enumerate(g for g in GROUPS if g in cloud.before))
     return (f'<svg id="projection" viewBox="0 0 {width} {size + 56}" '
-            f'width="{width}" height="{size + 56}" role="img" aria-label="2-D PCA of embeddings">'
+            f'width="{width}" height="{size + 56}" role="img" aria-label="embeddings before and after calibration">'
             f"{body}{legend}</svg>")
