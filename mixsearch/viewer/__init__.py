@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mixsearch.config import ConfigError
+from mixsearch.encoders.base import EncoderError
 from mixsearch.viewer.payload import build_payload
 from mixsearch.viewer.projection import cloud_svg, prepare_evaluator, sample_cloud
 from mixsearch.viewer.runs import RunData, check_same_benchmark, load_benchmark_of, read_run
@@ -82,7 +84,11 @@ def build_view(
     svg = ""
     if projection:
         calibrated = [r for r in runs if (r.result.get("calibration") or {}).get("method") not in (None, "none")]
-        svg = projection_svg((calibrated or runs)[0], bench, n=sample)
+        try:
+            svg = projection_svg((calibrated or runs)[0], bench, n=sample)
+        except (EncoderError, ConfigError, OSError) as e:
+            # the rankings are still worth a page: say why the picture is missing
+            log.warning("viewer: no embedding-space picture (%s); --no-projection skips it", e)
     names = " vs ".join(r.label for r in runs)
     return render_page(payload, svg, title=f"mixsearch · {names} · {payload['runs'][0]['dataset']}")
 

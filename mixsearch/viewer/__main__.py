@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 
+from mixsearch.data.benchmark import DataError
 from mixsearch.viewer import build_view, write_view
 from mixsearch.viewer.runs import RunDirError
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         page = build_view(args.run, args.baseline, k=args.k, thumb_side=args.thumb,
                           projection=not args.no_projection, sample=args.sample, root=args.root)
-    except RunDirError as e:
+    except (RunDirError, DataError) as e:
         print(f"viewer: {e}", file=sys.stderr)
         return 2
     out = write_view(args.out, page)

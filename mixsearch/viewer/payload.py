@@ -148,9 +148,15 @@ def build_payload(
             full = run.ranked.get(qid, [])
             other = runs[1 - i].ranked.get(qid, []) if len(runs) == 2 else []
             other_rank = {d: n + 1 for n, (d, _) in enumerate(other)}
-            lists.append([[docs.add(d, assign[i].get(d, "text")), mods.index(assign[i].get(d, "text")),
-                           int(judged.get(d, 0)), round(s, 4), other_rank.get(d, 0)]
-                          for d, s in full[:k]])
+            entries = []
+            for d, s in full[:k]:
+                mod = assign[i].get(d)
+                if mod is None:
+                    raise DataError(f"{run.path}/run.trec: doc {d!r} (query {qid}) is not in the "
+                                    f"corpus of {bench.name}")
+                entries.append([docs.add(d, mod), mods.index(mod), int(judged.get(d, 0)),
+                                round(s, 4), other_rank.get(d, 0)])
+            lists.append(entries)
         row = tables[0].loc[qid]
         out_rows.append([
             qid, snippet(q.text), thumbs.add(q.image), str(row.get("target_modality", "")),
