@@ -1,7 +1,8 @@
 """Benchmark loaders by kind, so configs can name a loader with a string.
 
 Other modules add their loaders with :func:`register_loader` (the toy generator registers
-``"toy"``); the built-in kinds are ``"mixbench"`` and ``"beir"``.
+``"toy"``, the M-BEIR module ``"mbeir"``); the built-in kinds are ``"mixbench"``, ``"beir"``
+and ``"pairs"``.
 """
 
 from __future__ import annotations
@@ -55,5 +56,6 @@ def load_benchmark(kind: str, **kwargs: object) -> Benchmark:
     try:
         loader = LOADERS[kind]
     except KeyError:
-        raise DataError(f"unknown benchmark kind {kind!r}; registered: {sorted(LOADERS)}") from None
+        known = sorted(set(LOADERS) | set(_SELF_REGISTERING))  # the same whatever was imported
+        raise DataError(f"unknown benchmark kind {kind!r}; registered: {known}") from None
     return loader(**kwargs)
