@@ -32,8 +32,8 @@ random subset (the sample-count ablation).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 

@@ -136,6 +136,7 @@ def embed_all(
     fusion_cfg: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Embeddings] | None, list[dict[str, Any]]]:
     """Embed every split the run needs. Returns ``(None, stats)`` for a shard-only job."""
+    embed_cfg = extraction_options(embed_cfg)
     splits = ["queries", "corpus"]
     if _needs_pools(cal_cfg):
         splits += [f"calibration/{k}" for k in sorted(bench.calibration)]
@@ -169,6 +170,12 @@ def embed_all(
     return embs, stats
 
 
+def extraction_options(embed_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``embed`` section as :func:`embed_records` takes it: without ``devices``, which
+    :func:`run` acts on (one extraction process per device) before anything embeds here."""
+    return {k: v for k, v in embed_cfg.items() if k != "devices"}
+
+
 def _dataset_key(bench: Benchmark) -> str:
     return bench.cache_key()
 
@@ -199,6 +206,7 @@ def calibration_pools(
     """
     if not _needs_pools(cal_cfg):
         return None
+    embed_cfg = extraction_options(embed_cfg)
     pools: dict[str, list[np.ndarray]] = {}
     for key, role in _CALIBRATION_ROLES.items():
         if key in embs:
@@ -388,7 +396,8 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     seed_everything(int(cfg.get("seed", 0)))
     corpus_cfg, cal_cfg = section(cfg, "corpus"), section(cfg, "calibration")
     embed_cfg = section(cfg, "embed")
-    devices = resolve_devices(embed_cfg.pop("devices", None))
+    devices = resolve_devices(embed_cfg.get("devices"))
+    embed_cfg = extraction_options(embed_cfg)
 
     bench = build_shared(cfg["dataset"], "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))

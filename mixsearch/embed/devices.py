@@ -81,9 +81,8 @@ def _extract_shard(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     encoder = build(cfg["model"], "model")
     fusion_cfg = resolve_fusion(section(cfg, "fusion"), encoder)
     check_joint(encoder, fusion_cfg)
-    embed_cfg = section(cfg, "embed")
-    embed_cfg.pop("devices", None)
-    _, stats = embed_all(encoder, bench, EmbeddingCache(cfg["paths"]["cache_dir"]), embed_cfg,
+    cache = EmbeddingCache(cfg["paths"]["cache_dir"])
+    _, stats = embed_all(encoder, bench, cache, section(cfg, "embed"),
                          corpus_cfg=section(cfg, "corpus"), cal_cfg=section(cfg, "calibration"),
                          fusion_cfg=fusion_cfg)
     return stats
