@@ -235,6 +235,29 @@ def skipped_items(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def skip_policy(dataset_cfg: dict[str, Any], embed_cfg: dict[str, Any]) -> dict[str, Any]:
+    """``dataset.on_missing=skip`` (the one documented option) also skips images that cannot
+    be decoded at extraction: the embed options with ``on_missing=skip``. ``embed.on_missing``
+    alone (older configs) still skips only what extraction cannot read."""
+    if dataset_cfg.get("on_missing") == "skip":
+        return {**embed_cfg, "on_missing": "skip"}
+    return embed_cfg
+
+
+def image_files(bench: Benchmark) -> dict[tuple[str, str], str]:
+    """``(split, id) -> image file`` of the queries and documents whose image is a file."""
+    out = {}
+    for split, records in (("queries", bench.queries), ("corpus", bench.corpus)):
+        for r in records:
+            if r.image is not None and r.image.path is not None:
+                out[(split, r.id)] = r.image.path
+    for name, records in bench.calibration.items():
+        for r in records:
+            if r.image is not None and r.image.path is not None:
+                out[(f"calibration/{name}", r.id)] = r.image.path
+    return out
+
+
 def apply_skips(
     bench: Benchmark, stats: list[dict[str, Any]]
 ) -> tuple[Benchmark, dict[str, str], list[dict[str, Any]]]:
@@ -376,7 +399,7 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     t0 = time.perf_counter()
     seed_everything(int(cfg.get("seed", 0)))
     corpus_cfg, cal_cfg = section(cfg, "corpus"), section(cfg, "calibration")
-    embed_cfg = section(cfg, "embed")
+    embed_cfg = skip_policy(section(cfg, "dataset"), section(cfg, "embed"))
 
     bench = build_shared(cfg["dataset"], "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
@@ -410,9 +433,11 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
         retrieval=section(cfg, "retrieval"), metrics=section(cfg, "metrics"), pools=pools,
         skipped_docs=skipped_docs,
     )
+    files = image_files(bench)
     for s in skipped:
         split = s["entry"].split("/")[0]
         s["dropped"] = split == "queries" or s["id"] in evaluator.dropped
+        s["file"] = files.get((s["entry"].rsplit("/", 1)[0], s["id"]))
     if evaluator.dropped:
         log.warning("%d doc(s) dropped from the evaluated corpus: unreadable image (first: %s); "
                     "their qrels still count", len(evaluator.dropped),

@@ -330,6 +330,8 @@ def _root_schema() -> type:
         ("seed", int, 0),
         # cpu | cuda | cuda:1 | auto (cuda if available)
         ("device", str, opt("auto", check=_device)),
+        # a multirun first checks every job's config, models and data once (mixsearch.preflight)
+        ("preflight", bool, True),
     ]))
 
 
