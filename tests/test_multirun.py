@@ -78,10 +78,29 @@ def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
     assert summary_run["summary"]["jobs"] == 3 and summary_run["summary"]["jobs_not_ok"] == 1
 
 
-def test_sweep_exits_non_zero_after_every_job_ran(tmp_path, shared):
-    """The acceptance case: toy runs, clip_b16 is not in the (empty, offline) hub cache."""
+def test_preflight_stops_the_sweep_with_one_list_before_any_job(tmp_path, shared):
+    """The acceptance case: one list of what is missing or wrong, exit 2, no job started."""
     sweep = tmp_path / "sweep"
-    proc = run_py(shared, "-m", "model=toy,clip_b16", f"hydra.sweep.dir={sweep}", ok=False)
+    proc = run_py(shared, "-m", "model=toy,clip_b16", "dataset=toy,mixbench_oven",
+                  "fusion.alpha=0.5,1.5", f"hydra.sweep.dir={sweep}", ok=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    start = lines.index("preflight: the sweep cannot run; 3 problem(s), no job started:")
+    listed = lines[start + 1:start + 4]
+    assert listed[0].startswith("  - config: fusion.alpha: 1.5 is out of range") and "4 jobs" in listed[0]
+    assert listed[1].startswith("  - model clip_b16:") and "hf download openai/clip-vit-base-patch16" in listed[1]
+    assert listed[2].startswith("  - dataset mixbench_oven:")
+    assert lines[start + 4].endswith("python -m experiments.download --models clip_b16 --datasets mixbench_oven")
+    assert proc.stderr.count("preflight: the sweep cannot run") == 1
+    assert not sweep.exists()  # Hydra creates it when the first job starts
+
+
+def test_sweep_exits_non_zero_after_every_job_ran(tmp_path, shared):
+    """Toy runs, clip_b16 is not in the (empty, offline) hub cache; preflight=false lets the
+    sweep start (as on a cluster whose nodes, not this machine, hold the hub cache)."""
+    sweep = tmp_path / "sweep"
+    proc = run_py(shared, "-m", "model=toy,clip_b16", "preflight=false", f"hydra.sweep.dir={sweep}",
+                  ok=False)
     assert proc.returncode == 1
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame["model"]) == ["toy", "clip_b16"]
