@@ -458,7 +458,8 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
                                                           if isinstance(v, (str, int, float, type(None)))}}
     compute = encoder_compute(encoder, bench, stats, fusion_cfg, embed_cfg)
     compute["gflops_per_doc"] = gflops_per_doc(compute, out["corpus"]["counts"], fusion_cfg)
-    out["encoder"] = {**encoder.describe(), "compute": compute}
+    out["encoder"] = {**encoder.describe(), "supports_joint": bool(getattr(encoder, "supports_joint", False)),
+                      "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
                         "text_stats": encoder.text_stats()}
     out["skipped"] = skipped

@@ -135,6 +135,9 @@ def test_wandb_offline_round_trip(tmp_path, monkeypatch):
                                         "dataset": "toy", "calibration": "gr"}
     assert run["config"]["model_name"] == "CLIP-B/16"
     assert run["config"]["model_calibration"] == "CLIP-B/16 · gr"
+    # flat keys the dashboard's views filter on (RESULT records no fusion: not a paper fusion)
+    assert (run["config"]["experiment"], run["config"]["bench"]) == ("paper/setting2", "toy")
+    assert run["config"]["paper_fusion"] is False
     assert run["config"]["overrides"] == ["calibration=gr", "dataset=toy", "logger=wandb", "fusion.alpha=0.25"]
     assert run["run"].run_group == "2026-01-01_00-00-00/setting2"  # unique per sweep dir
     # swept keys only; dataset is fixed on the command line although the params sweep it
