@@ -69,6 +69,8 @@ def _decode(data: bytes, run_dir: Path) -> dict:
         if kind == "run":
             out["run"] = rec.run
             out["config"].update({i.key: json.loads(i.value_json) for i in rec.run.config.update})
+        elif kind == "config":  # run.config.update() after init
+            out["config"].update({i.key: json.loads(i.value_json) for i in rec.config.update})
         elif kind in ("summary", "history"):
             items = rec.summary.update if kind == "summary" else rec.history.item
             row = {}
