@@ -21,6 +21,7 @@ from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
 from mixsearch.embed.extract import embed_benchmark, embed_records, has_field
 from mixsearch.encoders.base import Encoder, joint_unsupported_message
+from mixsearch.logs import progress_bars_off
 from mixsearch.schema import validate
 from mixsearch.tracking import (
     git_commit,
@@ -385,7 +386,9 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = ()) -> 
     run_dir = Path(cfg["paths"]["output_dir"])
     tracker = start_tracker(cfg, run_dir)
     try:
-        out = _run(cfg, run_dir, tracker, warnings)
+        # embed.progress=false: no bars at all, also those third-party encoders draw
+        with progress_bars_off(not section(cfg, "embed").get("progress", True)):
+            out = _run(cfg, run_dir, tracker, warnings)
     except BaseException as e:
         tracker.finish(ok=False, error=e)
         raise
@@ -484,9 +487,15 @@ def format_summary(out: dict[str, Any]) -> str:
     """A few lines for the terminal: the main metrics and the modality diagnostics."""
     m = out["metrics"]
     cal = out.get("calibration", {})
+    model = (out.get("encoder") or {}).get("name")
+    fusion = ((out.get("config") or {}).get("fusion") or {})
+    fused = fusion.get("method")
+    if fused in ("weighted", "score"):
+        fused = f"{fused} (alpha={fusion.get('alpha')})"
     lines = [
-        f"{out['benchmark']['name']}  calibration={cal.get('method')} (source={cal.get('source')})"
-        f"  corpus={out.get('corpus', {}).get('mode')}",
+        (f"model={model}  " if model else "")
+        + f"{out['benchmark']['name']}  calibration={cal.get('method')} (source={cal.get('source')})"
+        f"  corpus={out.get('corpus', {}).get('mode')}" + (f"  fusion={fused}" if fused else ""),
         "  " + "  ".join(f"{k}={m[k]:.4f}" for k in ("ndcg@10", "recall@1", "mrr@10", "ndcg@100") if k in m),
     ]
     gap = out.get("gap") or {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,32 @@ def test_reproduction_fails_fast_without_cached_weights(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True)
     assert make.returncode != 0 and "not available offline" in make.stderr
     assert not (tmp_path / "out").exists()  # failed before any job ran
+
+
+def test_a_20_job_sweep_shows_each_distinct_warning_once(tmp_path, shared):
+    """The acceptance case: 20 jobs, half of which warn that calibration.source has no effect
+    (calibration=none); the terminal shows it once, each job's run.log keeps it, and each
+    job's printed result names its model."""
+    sweep = tmp_path / "sweep"
+    alphas = ",".join(str(a / 10) for a in range(10))
+    proc = run_py(shared, "-m", "calibration=none,gr", "calibration.source=crossfit",
+                  f"fusion.alpha={alphas}", f"hydra.sweep.dir={sweep}")
+    out = proc.stdout + proc.stderr
+    warnings = [line.split("[WARNING] - ", 1)[1] for line in out.splitlines() if "[WARNING] - " in line]
+    assert any("calibration.source='crossfit' has no effect" in w for w in warnings)
+    causes = [re.sub(r"\d+", "N", w) for w in warnings]  # counts do not make a new cause
+    assert len(causes) == len(set(causes)), "\n".join(warnings)
+    jobs_warned = [d for d in sweep.iterdir() if (d / "run.log").is_file()
+                   and "has no effect" in (d / "run.log").read_text()]
+    assert len(jobs_warned) == 10
+    assert len(re.findall(r"^model=toy:toy_clip  toy/ToyCOCO", out, flags=re.M)) == 20
+
+
+def test_a_data_error_is_one_line_naming_the_log_with_the_traceback(tmp_path, shared):
+    proc = run_py(shared, "dataset=mixbench_mscoco", f"dataset.root={tmp_path / 'nowhere'}",
+                  f"hydra.run.dir={tmp_path / 'run'}", ok=False)
+    assert proc.returncode == 1
+    [line] = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert line.startswith("data error: DataError: subset folder not found")
+    assert line.endswith(f"(traceback: {tmp_path / 'run' / 'run.log'})")
+    assert "Traceback (most recent call last)" in (tmp_path / "run" / "run.log").read_text()
