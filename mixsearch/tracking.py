@@ -448,7 +448,10 @@ def _wandb_from_cfg(cfg: dict[str, Any], run_dir: str | Path) -> WandbTracker:
     lg = cfg["logger"]
     return WandbTracker(
         run_dir, project=lg.get("project"), entity=lg.get("entity"), mode=lg.get("mode"),
-        job_type=lg.get("job_type", "eval"), dir=lg.get("dir"), **wandb_run_facts(cfg, run_dir),
+        job_type=lg.get("job_type", "eval"),
+        # a sweep's runs in one folder (its own summary run's too): one `wandb sync` for all
+        dir=lg.get("dir") or os.environ.get("WANDB_DIR") or read_job_info(run_dir).sweep_dir,
+        **wandb_run_facts(cfg, run_dir),
     )
 
 

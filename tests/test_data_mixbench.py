@@ -438,3 +438,14 @@ def test_registry(mb25):
             register_loader("test-kind", lambda **kw: bench)
     finally:
         LOADERS.pop("test-kind", None)
+
+
+def test_benchmark_repr_is_one_line_with_the_counts(mb25):
+    root, written = mb25
+    bench = load_mixbench(str(root), "MSCOCO", check_counts=False)
+    text = repr(bench)
+    assert "\n" not in text and len(text) < 300
+    sub = written["subsets"]["MSCOCO"]
+    assert text.startswith(f"Benchmark('mixbench/MSCOCO': queries={len(sub['queries'])}, "
+                           f"corpus={len(sub['corpus'])}, mixed_corpus={len(sub['mixed_corpus'])}, ")
+    assert text.endswith(f"from {root})")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_tracking import read_offline_run
+from test_tracking import read_offline_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
     run_py(shared, "-m", "calibration=gr", "calibration.source=auto,transductive,files",
            f"hydra.sweep.dir={sweep}",
            "logger=wandb", "logger.mode=offline", "logger.tags=[test]",
-           drop=("WANDB_DIR",), ok=False)  # W&B files in the job dirs; a failed job fails the sweep
+           drop=("WANDB_DIR",), ok=False)  # W&B files in the sweep dir; a failed job fails the sweep
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame["status"]) == ["ok", "ok", "failed"]
     assert "calibration.files.query_text: no mean file given" in frame.loc[2, "error"]
@@ -60,10 +60,14 @@ def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
             assert frame.loc[i, key] == metrics[key]
     assert "| 2 | failed |" in (sweep / "summary.md").read_text()
 
+    # without WANDB_DIR, every run of the sweep (its jobs' and its own) is in one folder
+    runs = read_offline_runs(sweep)
+    assert not list(sweep.glob("*/wandb"))
+    jobs = {r["config"]["calibration"]["source"]: r for r in runs if r["run"].job_type == "eval"}
     for i, code in ((0, 0), (1, 0), (2, 1)):
-        run = read_offline_run(sweep / str(i))
-        assert run["exit_code"] == code
         source = ["auto", "transductive", "files"][i]
+        run = jobs[source]
+        assert run["exit_code"] == code
         assert run["run"].run_group == f"{tmp_path.name}/sweep"
         assert list(run["run"].tags) == ["test", "bench:toy"]
         assert run["run"].display_name == f"calibration.source={source}"  # the swept override only
@@ -74,8 +78,8 @@ def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
             assert run["summary"]["ndcg@10"] == metrics["ndcg@10"]
             assert "by_target_modality/path" in run["summary"]
     # the multirun's own run: the sweep table, marked failed as one job failed
-    summary_run = read_offline_run(sweep)
-    assert summary_run["run"].job_type == "sweep" and summary_run["exit_code"] == 1
+    (summary_run,) = [r for r in runs if r["run"].job_type == "sweep"]
+    assert len(runs) == 4 and summary_run["exit_code"] == 1
     assert summary_run["summary"]["jobs"] == 3 and summary_run["summary"]["jobs_not_ok"] == 1
 
 

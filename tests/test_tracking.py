@@ -35,6 +35,15 @@ def read_offline_run(wandb_dir: Path, wait_s: float = 15.0) -> dict:
     wandb's protobuf schema, independently of wandb's own sync code. The wandb-core process
     may append the final records just after ``finish()`` returns: wait for the exit record."""
     (run_dir,) = list(wandb_dir.glob("wandb/offline-run-*"))
+    return _read_run_dir(run_dir, wait_s)
+
+
+def read_offline_runs(wandb_dir: Path, wait_s: float = 15.0) -> list[dict]:
+    """Every offline run under ``wandb_dir`` (a sweep's runs share its folder), in start order."""
+    return [_read_run_dir(d, wait_s) for d in sorted(wandb_dir.glob("wandb/offline-run-*"))]
+
+
+def _read_run_dir(run_dir: Path, wait_s: float) -> dict:
     (path,) = list(run_dir.glob("run-*.wandb"))
     deadline = time.monotonic() + wait_s
     while True:
