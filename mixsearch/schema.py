@@ -514,6 +514,10 @@ def validate(cfg: Mapping[str, Any], *, overrides: Sequence[str] | None = None) 
     for name in ("dataset", "model"):
         if cfg.get(name) is not None:
             check_target(cfg[name], name)
+    dataset = cfg.get("dataset") or {}
+    if isinstance(dataset, Mapping) and "on_missing" in dataset:
+        # one option for unreadable images (docs/missing-files.md); every loader takes it
+        _check_value("dataset.on_missing", dataset["on_missing"], {"choices": ("error", "skip")})
     calibration = checked.get("calibration") or {}
     if calibration:
         from mixsearch.calibrators import build_calibrator

@@ -221,7 +221,7 @@ def test_on_missing_skip_logs_and_records_ids(fresh, caplog):
     assert bench.qrels == clean.qrels
     with pytest.raises(DataError, match=f"image file not found: {re.escape(got_file)}"):
         next(r for r in bench.corpus if r.id == rid).image.load()
-    assert any("2 missing image file(s)" in rec.getMessage() and got_file in rec.getMessage()
+    assert any("1 item(s) whose image file is missing" in rec.getMessage() and got_file in rec.getMessage()
                for rec in caplog.records)
 
 

@@ -113,6 +113,8 @@ def test_types_are_checked_while_composing() -> None:
         ("embed.image_key=inode", "embed.image_key"),
         ("+model.checkpont=x", "model"),
         ("dataset.subset=ToyCOCO", None),
+        ("dataset.on_missing=ignore", "dataset.on_missing"),
+        ("dataset.on_missing=skip", None),
     ],
 )
 def test_values_are_checked_naming_the_option(override: str, option: str | None, tmp_path: Path) -> None:

@@ -372,9 +372,9 @@ def load_mixbench(
     corpus_split = "corpus" if "corpus" in splits else "mixed_corpus"
     if builder.skipped:
         logger.warning(
-            "%s: on_missing='skip': %d missing image file(s) %s, left out of the evaluation "
-            "(their qrels still count; first: %s)",
-            subset, sum(map(len, builder.skipped.values())),
+            "%s: on_missing='skip': %d item(s) whose image file is missing (records per split: "
+            "%s), left out of the evaluation (their qrels still count; first: %s)",
+            subset, len(builder.missing_files),
             {s: len(v) for s, v in builder.skipped.items()},
             ", ".join(f"{i} ({f})" for i, f in list(builder.missing_files.items())[:3]),
         )  # fmt: skip
