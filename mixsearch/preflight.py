@@ -188,7 +188,7 @@ def _section_key(spec: dict[str, Any]) -> str:
 def missing_files(models: dict[str, dict[str, Any]], datasets: dict[str, dict[str, Any]]) -> list[str]:
     """What :func:`check_model` and :func:`check_dataset` find missing, one line each."""
     problems = []
-    for group, sections, check in (("model", models, check_model), ("dataset", datasets, check_dataset)):
+    for sections, check in ((models, check_model), (datasets, check_dataset)):
         seen = set()
         for key, spec in sections.items():
             name = key.split(" (", 1)[0]

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixsearch.data.benchmark import Benchmark, DataError, ImageRef, Qrels, Record
+from mixsearch.data.benchmark import Benchmark, DataError, ImageRef, Record
 from mixsearch.data.io import (
     ImageResolver,
     MissingImageError,
