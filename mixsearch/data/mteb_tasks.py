@@ -59,9 +59,9 @@ def get_retrieval_task(name: str, split: str | None = None, subset: str | None =
     if split is not None and split not in splits:
         raise DataError(f"dataset.split={split!r}: task {name} evaluates on {splits}")
     if subset is not None and subset not in subsets:
-        raise DataError(f"dataset.subset={subset!r}: task {name} has the subsets {subsets}")
+        raise DataError(f"dataset.hf_subset={subset!r}: task {name} has the subsets {subsets}")
     if subset is None and len(subsets) > 1:
-        raise DataError(f"task {name} has {len(subsets)} subsets; choose one with dataset.subset= "
+        raise DataError(f"task {name} has {len(subsets)} subsets; choose one with dataset.hf_subset= "
                         f"(one of {subsets})")
     return mteb.get_task(name, eval_splits=[split or splits[0]],
                          hf_subsets=[subset] if subset else None)
@@ -206,7 +206,7 @@ def load_mteb_task(
     *,
     root: str | None = None,
     split: str | None = None,
-    subset: str | None = None,
+    hf_subset: str | None = None,
 ) -> Benchmark:
     """Load an mteb retrieval task (any-to-any or text) as a :class:`Benchmark`.
 
@@ -215,7 +215,7 @@ def load_mteb_task(
         root: a local copy of the task's dataset repo (hub layout); None loads the pinned
             revision from the hub or the datasets cache.
         split: the eval split (default: the task's first).
-        subset: the hf subset (required when the task has several).
+        hf_subset: the hf subset (required when the task has several).
 
     Returns:
         The benchmark ``mteb/<task>``; ``meta`` holds the mteb task name, revision, split,
@@ -229,6 +229,7 @@ def load_mteb_task(
     """
     from mteb.types import PromptType
 
+    subset = hf_subset
     mtask = get_retrieval_task(task, split, subset)
     hub_path = mtask.metadata.dataset["path"]
     _point_at(mtask, root)
@@ -243,14 +244,16 @@ def load_mteb_task(
                       f"{origin}/queries")
     name = f"mteb/{meta.name}" + (f"/{subset}" if subset != "default" else "")
     qrels, removed = _judged(data["relevant_docs"], corpus, name)
-    bench = Benchmark(name=name, queries=queries, corpus=corpus, qrels=qrels, meta={
+    # the task's corpus is already mixed: each row shows what it has (corpus=released)
+    bench = Benchmark(name=name, queries=queries, corpus=corpus, qrels=qrels,
+                      mixed_corpus=list(corpus), meta={
         "loader": "mteb", "mteb_task": meta.name, "revision": meta.dataset["revision"],
         "hub_path": hub_path,
         "root": str(root) if root else None, "split": split, "hf_subset": subset,
         "languages": list(meta.hf_subsets_to_langscripts.get(subset, meta.languages)),
         "main_score": meta.main_score, "category": meta.category, "removed": removed,
         "files": {"queries": f"{origin}/queries", "corpus": f"{origin}/corpus",
-                  "qrels": f"{origin}/qrels"}})
+                  "mixed_corpus": f"{origin}/corpus", "qrels": f"{origin}/qrels"}})
     if data.get("top_ranked"):
         log.warning("%s: the task ships top_ranked candidates; mixsearch ranks the whole corpus", name)
     bench.meta["warnings"] = validate_benchmark(bench)
