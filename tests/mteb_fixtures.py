@@ -17,7 +17,7 @@ from pathlib import Path
 
 import datasets
 
-from mixsearch.toymodel.world import caption, description, render, sample_scene
+from mixsearch.toymodel.world import caption, description, render, sample_scene, sibling
 
 _README = "---\nconfigs:\n{configs}---\n"
 _CONFIG = "- config_name: {name}\n  data_files:\n  - split: {split}\n    path: {name}/{split}-*\n"
@@ -46,11 +46,12 @@ def write_hub_layout(out: Path, tables: dict[str, dict[str, list]], split: str =
 
 def write_it2it(out: Path, n: int = 24, seed: int = 0) -> Path:
     """An OVENIT2ITRetrieval-style copy: image+text queries, image+text documents; every fifth
-    document is image-only and every seventh text-only (rows keep their own modality)."""
+    document is image-only and every seventh text-only (rows keep their own modality). The
+    last ``n`` documents are near-duplicates of the queried scenes that no query judges."""
     rng = random.Random(seed)
     scenes = [sample_scene(rng) for _ in range(n)]
     docs = {"id": [], "text": [], "image": []}
-    for i, s in enumerate(scenes):
+    for i, s in enumerate(scenes + [sibling(s, rng) for s in scenes]):
         docs["id"].append(f"oven_doc_{i}")
         docs["text"].append(None if i % 5 == 4 else description(s, rng))
         docs["image"].append(None if i % 7 == 6 and i % 5 != 4 else _png(s, rng))
@@ -63,10 +64,12 @@ def write_it2it(out: Path, n: int = 24, seed: int = 0) -> Path:
 
 
 def write_t2i(out: Path, n: int = 24, seed: int = 1) -> Path:
-    """A Flickr30kT2IRetrieval-style copy: caption queries (two per image), image documents."""
+    """A Flickr30kT2IRetrieval-style copy: caption queries (two per image), image documents,
+    and ``n`` unjudged near-duplicate images as distractors."""
     rng = random.Random(seed)
     scenes = [sample_scene(rng) for _ in range(n)]
-    docs = {"id": [f"{i}.jpg" for i in range(n)], "image": [_png(s, rng) for s in scenes]}
+    shown = scenes + [sibling(s, rng) for s in scenes]
+    docs = {"id": [f"{i}.jpg" for i in range(2 * n)], "image": [_png(s, rng) for s in shown]}
     queries = {"id": [f"q{i}_{j}" for i in range(n) for j in range(2)],
                "text": [caption(s, rng) for s in scenes for _ in range(2)]}
     qrels = {"query-id": queries["id"], "corpus-id": [f"{i}.jpg" for i in range(n) for _ in range(2)],
