@@ -72,7 +72,7 @@ def experiment_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     method = fusion.get("method", "weighted")
     if method != "joint" and (method != "weighted" or float(fusion.get("alpha", 0.5)) != 0.5):
         out["fusion"] = method
-        if "alpha" in fusion:
+        if float(fusion.get("alpha", 0.5)) != 0.5:  # the default weight stays out of the name
             out["fusion_alpha"] = float(fusion["alpha"])
     if fusion.get("query", "weighted") != "weighted" or float(fusion.get("query_alpha", 0.5)) != 0.5:
         out["fusion_query"] = f"{fusion.get('query')}:{fusion.get('query_alpha')}"
