@@ -89,3 +89,19 @@ def test_offline_without_a_copy_names_task_revision_and_command() -> None:
     assert "Flickr30kT2IRetrieval" in text and "e819702b287bfbe084e129a61f308a802b7c108e" in text
     assert ("hf download mteb/flickr30kt2i --repo-type dataset --revision "
             "e819702b287bfbe084e129a61f308a802b7c108e") in text
+
+
+def test_experiment_sweeps_real_any2any_tasks_with_and_without_gr() -> None:
+    import mteb
+    from hydra import compose, initialize_config_dir
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=mteb_any2any"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert params["calibration"] == "none,gr"
+    assert cfg.dataset._target_ == "mixsearch.data.mteb_tasks.load_mteb_task"
+    tasks = params["dataset.task"].split(",")
+    categories = {mteb.get_task(t).metadata.category for t in tasks}
+    assert {"it2it", "t2it", "t2i"} <= categories
+    assert all(mteb.get_task(t).metadata.type == "Any2AnyRetrieval" for t in tasks)
