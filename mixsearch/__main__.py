@@ -10,6 +10,7 @@ from typing import Any
 
 from mixsearch.config import ConfigError, build
 from mixsearch.data.benchmark import DataError
+from mixsearch.encoders.base import EncoderError
 
 
 def _model(name: str, overrides: list[str]) -> tuple[dict[str, Any], str]:
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (DataError, ConfigError, ValueError) as e:
+    except (DataError, ConfigError, EncoderError, ValueError) as e:
         print(f"mixsearch {args.command}: {e}", file=sys.stderr)
         return 2
 
