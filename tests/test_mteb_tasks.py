@@ -71,6 +71,7 @@ def test_a_changed_local_copy_is_read_again(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"task": "NoSuchTask"}, "not an mteb task"),
+    ({"task": "???"}, "required with dataset=mteb"),
     ({"task": "Banking77Classification"}, "'Classification', not a retrieval task"),
     ({"task": "Flickr30kT2IRetrieval", "split": "dev"}, "evaluates on ['test']"),
     ({"task": "Flickr30kT2IRetrieval", "root": "/nonexistent/copy"}, "no README.md there"),
@@ -105,3 +106,37 @@ def test_experiment_sweeps_real_any2any_tasks_with_and_without_gr() -> None:
     categories = {mteb.get_task(t).metadata.category for t in tasks}
     assert {"it2it", "t2it", "t2i"} <= categories
     assert all(mteb.get_task(t).metadata.type == "Any2AnyRetrieval" for t in tasks)
+
+
+def test_every_calibration_and_fusion_runs_on_an_mteb_task(copies: dict[str, Path], tmp_path: Path) -> None:
+    """The task ships no calibration split: fitted methods cross-fit (or use the eval set,
+    labelled transductive); image, text and image+text documents are all ranked."""
+    import mixsearch
+    from mixsearch.calibrators import available_calibrators
+
+    bench = load_mteb_task("OVENIT2ITRetrieval", root=str(copies["oven"]))
+    enc = mixsearch.build_encoder("toy", device="cpu")
+    modality = {r.id: r.modality for r in bench.corpus}
+    results = {}
+    for method in available_calibrators():
+        for fusion in ("weighted", "score"):
+            res = mixsearch.evaluate(enc, bench, calibration=method, fusion=fusion, cache_dir=tmp_path)
+            assert 0.0 <= res.metrics["ndcg@10"] <= 1.0
+            assert {modality[d] for ranked in res.ranked.values() for d in ranked} == \
+                {"text", "image", "image+text"}
+            results[method, fusion] = res
+    assert results["gr", "weighted"].calibration["source"] == "crossfit"
+    assert results["gr", "weighted"].metrics["ndcg@10"] > results["none", "weighted"].metrics["ndcg@10"]
+    trans = mixsearch.evaluate(enc, bench, calibration={"method": "gr", "source": "transductive"},
+                               cache_dir=tmp_path)
+    assert trans.calibration["source"] == "transductive"
+
+
+def test_download_check_names_a_missing_task_and_accepts_a_copy(
+        copies: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from experiments import download
+
+    assert download.main(["--check", "--datasets", "mteb", "dataset.task=Flickr30kT2IRetrieval"]) == 2
+    assert "hf download mteb/flickr30kt2i --repo-type dataset" in capsys.readouterr().err
+    assert download.main(["--check", "--datasets", "mteb", "dataset.task=Flickr30kT2IRetrieval",
+                          f"dataset.root={copies['flickr']}"]) == 0

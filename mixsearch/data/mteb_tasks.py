@@ -47,6 +47,9 @@ def get_retrieval_task(name: str, split: str | None = None, subset: str | None =
     import mteb
     from mteb.abstasks.retrieval import AbsTaskRetrieval
 
+    if not name or name == "???":  # conf/dataset/mteb.yaml leaves the task to the user
+        raise DataError(f"dataset.task: required with dataset=mteb (e.g. dataset.task=OVENIT2ITRetrieval); "
+                        f"list the any-to-any retrieval tasks with: {LIST_COMMAND}")
     try:
         task = mteb.get_task(name)
     except KeyError as e:
