@@ -104,8 +104,9 @@ def check_model(name: str, spec: dict[str, Any]) -> str | None:
 
 
 def is_hub_dataset(spec: dict[str, Any]) -> bool:
-    """The dataset section loads MixBench from the hub (no local ``root``)."""
-    return str(spec.get("_target_", "")).endswith("load_mixbench") and not spec.get("root")
+    """The dataset section loads from the hub (MixBench or an mteb task, no local ``root``)."""
+    target = str(spec.get("_target_", ""))
+    return target.endswith(("load_mixbench", "load_mteb_task")) and not spec.get("root")
 
 
 def check_dataset(name: str, spec: dict[str, Any]) -> str | None:
