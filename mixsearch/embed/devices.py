@@ -75,14 +75,15 @@ def _extract_shard(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """Process body: build dataset and model, compute this shard's parts; returns the stats."""
     from mixsearch.config import build, section
     from mixsearch.embed.cache import EmbeddingCache
-    from mixsearch.pipeline import check_joint, embed_all, resolve_fusion
+    from mixsearch.pipeline import check_joint, embed_all, resolve_fusion, skip_policy
 
     bench = build(cfg["dataset"], "dataset")
     encoder = build(cfg["model"], "model")
     fusion_cfg = resolve_fusion(section(cfg, "fusion"), encoder)
     check_joint(encoder, fusion_cfg)
     cache = EmbeddingCache(cfg["paths"]["cache_dir"])
-    _, stats = embed_all(encoder, bench, cache, section(cfg, "embed"),
+    embed_cfg = skip_policy(section(cfg, "dataset"), section(cfg, "embed"))
+    _, stats = embed_all(encoder, bench, cache, embed_cfg,
                          corpus_cfg=section(cfg, "corpus"), cal_cfg=section(cfg, "calibration"),
                          fusion_cfg=fusion_cfg)
     return stats
