@@ -311,10 +311,15 @@ def gflops_per_doc(
 
 
 def _fingerprint(encoder: Encoder) -> str:
-    try:
-        return encoder.fingerprint_hash()
-    except Exception:  # noqa: BLE001 - a source without a fingerprint is keyed by its name
+    """The encoder's fingerprint hash in the compute memo key. A duck-typed plug-in without
+    ``fingerprint_hash`` is keyed by its name alone (logged); an error raised while
+    fingerprinting propagates, since a blank key would hand this model another model's figures."""
+    fingerprint_hash = getattr(encoder, "fingerprint_hash", None)
+    if not callable(fingerprint_hash):
+        log.warning("encoder %r has no fingerprint_hash(): its compute figures are memoised "
+                    "by its name alone", getattr(encoder, "name", type(encoder).__name__))
         return ""
+    return fingerprint_hash()
 
 
 def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
