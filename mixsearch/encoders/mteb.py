@@ -4,12 +4,12 @@
     python run.py model=mteb model.name=Qwen/Qwen3-VL-Embedding-2B fusion=joint
 
 mteb (>= 2) maintains wrappers for ~1000 embedders, including universal multimodal ones
-(Qwen3-VL-Embedding, GME, VLM2Vec, E5-V, jina-clip). Its models consume a ``DataLoader`` of
+(Qwen3-VL-Embedding, GME, VLM2Vec, E5-V). Its models consume a ``DataLoader`` of
 batched dicts (``{"text": [...]}``, ``{"image": [...]}`` or both for a joint item) plus the
 task's metadata and a :class:`mteb.types.PromptType`. This backend feeds them exactly as mteb's
-own retrieval evaluation does (mteb's private ``create_dataloader`` on a
-``datasets.Dataset``, see :func:`mteb_dataloader_factory`), one modality per call, under a minimal any-to-any retrieval
-:class:`~mteb.abstasks.task_metadata.TaskMetadata` whose category matches the batch
+own retrieval evaluation does (mteb's private ``create_dataloader`` on a ``datasets.Dataset``,
+see :func:`mteb_dataloader_factory`), one modality per call, under a minimal any-to-any
+retrieval :class:`~mteb.abstasks.task_metadata.TaskMetadata` whose category matches the batch
 (``t2t``, ``i2i`` or ``it2it``) and whose ``prompt`` carries the instructions per role.
 
 A model embeds image+text items jointly (``supports_joint``) when mteb's wrapper turns an
