@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"^\s*<!--\s*check\b(?P<options>[^>]*?)-->\s*$")
 FENCE = re.compile(r"^\s*(```+|~~~+)")
+END = re.compile(r"^\s*<!--\s*end check\s*-->\s*$")
 # Folders a run writes: the temporary checkout gets fresh ones instead of links to the repository's.
 OWN_STATE = {"data", "outputs", "multirun", ".cache", "wandb", ".git", ".pytest_cache"}
 STAMP = re.compile(r"\d{4}-\d{2}-\d{2}[_ T]\d{2}[-:]\d{2}[-:]\d{2}(?:[.,]\d+)?")
@@ -73,6 +74,8 @@ class Block:
     exit: int | None = 0
     timeout: float = 600.0
     doctest: str | None = None
+    exact: bool = False            # a generated region: output and page lines must be equal
+    end: int = 0                   # the region's end marker line
 
 
 @dataclass
@@ -107,7 +110,7 @@ def _commands(lines: list[tuple[int, str]], start: int) -> list[Command]:
     pending: Command | None = None
     for number, text in lines:
         if pending is not None:                      # continuation of a command
-            pending.text = pending.text[:-1] + " " + text.strip()
+            pending.text = pending.text[:-1].rstrip() + " " + text.strip()
         elif text.startswith("$ "):
             pending = Command(number, text[2:].strip())
             commands.append(pending)
@@ -122,6 +125,16 @@ def _commands(lines: list[tuple[int, str]], start: int) -> list[Command]:
     return commands
 
 
+def _region(lines: list[str], i: int, command: str, options: dict[str, object]) -> Block:
+    """A generated region: the page's Markdown from the marker to ``<!-- end check -->`` must
+    be exactly the output of ``command`` (blank lines aside)."""
+    end = next((j for j in range(i + 1, len(lines)) if END.match(lines[j])), None)
+    if end is None:
+        raise MarkupError(i + 1, "a `<!-- check $ ... -->` region without `<!-- end check -->`")
+    body = [(j + 1, lines[j]) for j in range(i + 1, end) if lines[j].strip()]
+    return Block(i + 1, [Command(i + 1, command, body)], exact=True, end=end + 1, **options)
+
+
 def parse(text: str) -> list[Block]:
     """The checked blocks of a markdown page, in page order."""
     lines = text.splitlines()
@@ -129,6 +142,11 @@ def parse(text: str) -> list[Block]:
     for i, line in enumerate(lines):
         marker = MARKER.match(line)
         if not marker:
+            continue
+        option_text, _, command = marker["options"].partition("$ ")
+        options = _options(option_text, i + 1)
+        if command.strip():
+            blocks.append(_region(lines, i, command.strip(), options))
             continue
         fence = FENCE.match(lines[i + 1]) if i + 1 < len(lines) else None
         if not fence:
@@ -138,7 +156,6 @@ def parse(text: str) -> list[Block]:
         if end is None:
             raise MarkupError(i + 2, "the checked block is never closed")
         body = [(j + 1, lines[j]) for j in range(i + 2, end)]
-        options = _options(marker["options"], i + 1)
         if next((t for _, t in body if t.strip()), "").lstrip().startswith(">>> "):
             blocks.append(Block(i + 2, [], doctest="\n".join(t for _, t in body) + "\n", **options))
         else:
@@ -213,6 +230,8 @@ def _check_command(page: str, command: Command, block: Block, checkout: Path, ro
                                  f"{status if isinstance(status, str) else f'exit {status}'} "
                                  f"(expected exit {block.exit}); its last lines:\n    {tail}"))
     expected = [normalise(text, roots) for _, text in command.expected]
+    if block.exact:
+        return problems + _compare_region(page, command, block, expected, [a for a in actual if a])
     missing = first_unmatched(expected, actual)
     if missing is not None:
         closest = difflib.get_close_matches(expected[missing], actual, n=1, cutoff=0.0)
@@ -246,6 +265,24 @@ def _check_doctest(page: str, block: Block, checkout: Path, show: bool) -> list[
     line = block.line + int(found.group(1)) if found else block.line
     report = proc.stdout.split("*" * 70)[1 if found else 0].strip()
     return [Mismatch(page, line, "the Python session differs:\n    " + report.replace("\n", "\n    "))]
+
+
+def _compare_region(page: str, command: Command, block: Block, expected: list[str],
+                    actual: list[str]) -> list[Mismatch]:
+    """The first line where a generated region and the command's output differ."""
+    for index, (want, got) in enumerate(zip(expected, actual, strict=False)):
+        if want != got:
+            return [Mismatch(page, command.expected[index][0],
+                             f"differs from the output of `{command.text}`\n"
+                             f"    page:   {want}\n    output: {got}")]
+    if len(expected) != len(actual):
+        line = command.expected[len(actual)][0] if len(expected) > len(actual) else block.end
+        extra = (f"the page has more lines than `{command.text}` prints"
+                 if len(expected) > len(actual) else
+                 f"`{command.text}` prints more lines than the page has; the next one: "
+                 f"{actual[len(expected)]}")
+        return [Mismatch(page, line, extra)]
+    return []
 
 
 def check_page(path: Path, root: Path = ROOT, show: bool = False) -> tuple[int, list[Mismatch]]:
