@@ -27,8 +27,9 @@ test-fast: ## Run the tests without the slow end-to-end ones
 
 # the pages whose marked commands check-readme re-runs (experiments/check_readme.py)
 PAGES ?= README.md docs/*.md
-check-readme: ## Re-run the commands README.md and docs/ show, compare their printed numbers (PAGES=...)
-	$(TEST_ENV) $(PYTHON) -m experiments.check_readme $(PAGES)
+CHECK_ARGS ?=
+check-readme: ## Re-run the commands README.md and docs/ show, compare their printed numbers (PAGES=..., CHECK_ARGS=--slow)
+	$(TEST_ENV) $(PYTHON) -m experiments.check_readme $(CHECK_ARGS) $(PAGES)
 
 lint: ## Lint with ruff
 	$(PYTHON) -m ruff check mixsearch experiments tests run.py
@@ -71,6 +72,7 @@ clean: ## Remove outputs/ and caches (keeps data/)
 #> SWEEP          reuse a finished sweep instead of running one: its dir (with multirun.yaml) or a dir holding mixbench/ setting1/ setting2/
 #> PYTHON         the interpreter (default python3)
 #> PAGES          check-readme: the markdown pages to check (default README.md docs/*.md)
+#> CHECK_ARGS     check-readme: --slow also runs the blocks marked slow (the zoo sweep), --show prints every output
 BENCH ?= mixbench
 LAUNCHER ?= basic
 LOGGER ?= none

@@ -3,7 +3,8 @@
 A page marks a block by putting ``<!-- check -->`` on the line before its opening fence (HTML
 comments do not render). Options go inside the marker: ``<!-- check exit=2 timeout=900 -->``
 (``exit=N`` is the status every command of the block must end with, ``exit=any`` accepts any;
-the default is 0; ``timeout`` is in seconds per command, default 600). Inside the block a line
+the default is 0; ``timeout`` is in seconds per command, default 600; ``slow`` blocks run only
+with ``--slow``). Inside the block a line
 starting with ``$ `` is a command (a trailing backslash continues it on the next line) and the
 lines after it, up to the next command, are the output the page promises.
 
@@ -20,6 +21,7 @@ hub, datasets and W&B offline; what a reader following the page from a fresh clo
 
     python -m experiments.check_readme README.md docs/*.md      # exit 1 on any mismatch
     python -m experiments.check_readme --show README.md         # also print what each command printed
+    python -m experiments.check_readme --slow docs/calibration.md   # include the slow blocks
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class Block:
     exit: int | None = 0
     timeout: float = 600.0
     doctest: str | None = None
+    slow: bool = False             # run only when asked (--slow): sweeps that take many minutes
     exact: bool = False            # a generated region: output and page lines must be equal
     end: int = 0                   # the region's end marker line
 
@@ -100,8 +103,10 @@ def _options(text: str, line: int) -> dict[str, object]:
             options["exit"] = None if value == "any" else int(value)
         elif key == "timeout" and value:
             options["timeout"] = float(value)
+        elif token == "slow":
+            options["slow"] = True
         else:
-            raise MarkupError(line, f"unknown check option {token!r} (exit=N|any, timeout=S)")
+            raise MarkupError(line, f"unknown check option {token!r} (exit=N|any, timeout=S, slow)")
     return options
 
 
@@ -286,8 +291,10 @@ def _compare_region(page: str, command: Command, block: Block, expected: list[st
     return []
 
 
-def check_page(path: Path, root: Path = ROOT, show: bool = False) -> tuple[int, list[Mismatch]]:
-    """Run every checked block of ``path`` in one fresh checkout of ``root``.
+def check_page(path: Path, root: Path = ROOT, show: bool = False,
+               slow: bool = False) -> tuple[int, list[Mismatch]]:
+    """Run every checked block of ``path`` in one fresh checkout of ``root`` (blocks marked
+    ``slow`` only when ``slow`` is set).
 
     Returns:
         The number of commands run and the mismatches, in page order.
@@ -301,7 +308,7 @@ def check_page(path: Path, root: Path = ROOT, show: bool = False) -> tuple[int, 
     count = 0
     with tempfile.TemporaryDirectory(prefix="check-readme-") as tmp:
         checkout = make_checkout(root, Path(tmp))
-        for block in blocks:
+        for block in (b for b in blocks if slow or not b.slow):
             if block.doctest is not None:
                 count += 1
                 mismatches += _check_doctest(page, block, checkout, show)
@@ -316,10 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pages", nargs="+", type=Path, help="markdown files (README.md docs/*.md)")
     parser.add_argument("--show", action="store_true", help="print every command's normalised output")
+    parser.add_argument("--slow", action="store_true", help="also run the blocks marked slow")
     args = parser.parse_args(argv)
     total, failed, started = 0, 0, time.monotonic()
     for path in args.pages:
-        count, mismatches = check_page(path.resolve(), ROOT, args.show)
+        count, mismatches = check_page(path.resolve(), ROOT, args.show, args.slow)
         for mismatch in mismatches:
             print(mismatch)
         total, failed = total + count, failed + len(mismatches)

@@ -144,3 +144,10 @@ def test_the_command_line_exits_1_on_a_mismatch(tmp_path: Path, capsys) -> None:
     page = _page(tmp_path, "<!-- check -->\n```text\n$ echo 1\n2\n```\n")
     assert check_readme.main([str(page)]) == 1
     assert "mismatches=1" in capsys.readouterr().out
+
+
+def test_slow_blocks_run_only_when_asked(tmp_path: Path) -> None:
+    page = _page(tmp_path, "<!-- check slow -->\n```text\n$ echo 1\n2\n```\n")
+    assert check_page(page, page.parent) == (0, [])
+    count, (mismatch,) = check_page(page, page.parent, slow=True)
+    assert count == 1 and mismatch.line == 4
