@@ -11,7 +11,7 @@ lines after it, up to the next command, are the output the page promises.
 Each promised line must appear in the command's output (stdout and stderr together), in the
 page's order; lines the page leaves out of the output are allowed (abridged output), and
 ``...`` inside a promised line stands for any text. Numbers are compared exactly. Both sides are
-normalised first: terminal colour codes are dropped, time stamps (``2026-12-03_08-31-59``, ``2026-12-03 08:32:12,160``) become
+normalised first: terminal colour codes and log lines' leading ``[time]`` are dropped, time stamps (``2026-12-03_08-31-59``, ``2026-12-03 08:32:12,160``) become
 ``<time>``, the absolute path of the temporary checkout is cut to a relative one, and runs of
 blanks become one space.
 
@@ -46,6 +46,7 @@ END = re.compile(r"^\s*<!--\s*end check\s*-->\s*$")
 OWN_STATE = {"data", "outputs", "multirun", ".cache", "wandb", ".git", ".pytest_cache"}
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 STAMP = re.compile(r"\d{4}-\d{2}-\d{2}[_ T]\d{2}[-:]\d{2}[-:]\d{2}(?:[.,]\d+)?")
+LOG_PREFIX = re.compile(r"^\[<time>\]")   # a log line's time prefix: shown pages leave it out
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "WANDB_MODE": "disabled", "MPLBACKEND": "Agg", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -174,7 +175,7 @@ def normalise(line: str, roots: list[str]) -> str:
     blanks as one space (applied to the page's lines and to the output alike)."""
     for root in roots:
         line = line.replace(root.rstrip("/") + "/", "").replace(root.rstrip("/"), ".")
-    line = STAMP.sub("<time>", ANSI.sub("", line))
+    line = LOG_PREFIX.sub("", STAMP.sub("<time>", ANSI.sub("", line)))
     return " ".join(line.split())
 
 
