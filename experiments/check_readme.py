@@ -31,6 +31,7 @@ import difflib
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -217,13 +218,17 @@ def _check_command(page: str, command: Command, block: Block, checkout: Path, ro
                    show: bool) -> list[Mismatch]:
     """Run one command in the checkout and compare its output with the page's promise."""
     started = time.monotonic()
+    # its own process group, so a timeout ends the command's children too
+    proc = subprocess.Popen(["bash", "-c", command.text], cwd=checkout, env=_environment(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    status: int | str
     try:
-        proc = subprocess.run(["bash", "-c", command.text], cwd=checkout, env=_environment(),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=block.timeout, check=False)
-        output, status = proc.stdout, proc.returncode
-    except subprocess.TimeoutExpired as err:
-        output = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        output, _ = proc.communicate(timeout=block.timeout)
+        status = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
         status = f"timed out after {block.timeout:.0f} s"
     roots = [str(checkout.resolve()), str(checkout), str(root.resolve())]
     actual = [normalise(line, roots) for line in output.splitlines()]

@@ -3,6 +3,7 @@ checkout and reports each broken promise at its page line; the pages' markup is 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,18 @@ def test_slow_blocks_run_only_when_asked(tmp_path: Path) -> None:
     assert check_page(page, page.parent) == (0, [])
     count, (mismatch,) = check_page(page, page.parent, slow=True)
     assert count == 1 and mismatch.line == 4
+
+
+def test_a_command_past_its_timeout_is_stopped_with_its_children(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    page = _page(tmp_path, f"<!-- check timeout=1 -->\n```text\n$ sleep 60 & echo $! > {pid_file}; sleep 60\n```\n")
+    started = time.monotonic()
+    (mismatch,) = check_page(page, page.parent)[1]
+    assert time.monotonic() - started < 30 and "timed out after 1 s" in mismatch.message
+    child = int(pid_file.read_text())
+    for _ in range(50):          # the orphaned child is reaped by init shortly after its kill
+        if not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the command's child {child} is still running")
