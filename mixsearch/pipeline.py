@@ -17,6 +17,7 @@ import torch
 
 from mixsearch.config import ConfigError, build, section
 from mixsearch.data.benchmark import Benchmark
+from mixsearch.data.validate import check_ids
 from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
 from mixsearch.embed.extract import embed_benchmark, embed_records, has_field
@@ -133,7 +134,13 @@ def embed_all(
     cal_cfg: dict[str, Any],
     fusion_cfg: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Embeddings] | None, list[dict[str, Any]]]:
-    """Embed every split the run needs. Returns ``(None, stats)`` for a shard-only job."""
+    """Embed every split the run needs. Returns ``(None, stats)`` for a shard-only job.
+
+    Raises:
+        DataError: an id the run file cannot hold (:func:`~mixsearch.data.validate.check_ids`),
+            before anything is embedded.
+    """
+    check_ids(bench)  # loaders check too; a benchmark built by hand reaches here unchecked
     splits = ["queries", "corpus"]
     if _needs_pools(cal_cfg):
         splits += [f"calibration/{k}" for k in sorted(bench.calibration)]
