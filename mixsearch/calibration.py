@@ -32,6 +32,7 @@ random subset (the sample-count ablation).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ from mixsearch.calibrators import Calibrator, Pairs, State, build_calibrator
 from mixsearch.calibrators.basic import NoCalibration
 from mixsearch.data.benchmark import DataError
 from mixsearch.fusion import Views, l2_normalise
+
+log = logging.getLogger(__name__)
 
 ROLES = ("query_text", "query_image", "doc_text", "doc_image", "query_joint", "doc_joint")
 SOURCES = ("auto", "train", "crossfit", "transductive", "files")
@@ -264,7 +267,8 @@ class Calibration:
         """The calibrated (not renormalised) parts of ``views``; ``side`` is ``query`` or ``doc``.
 
         Every part an item shows (text, image, joint) is transformed under the role
-        ``<side>_<part>``; rows an item does not show stay zero.
+        ``<side>_<part>``; rows an item does not show stay zero. Rows that calibration leaves
+        (numerically) zero are named in a warning and in ``notes`` (:func:`zero_rows_note`).
         """
         if not self.calibrator.fits_state:
             return views
@@ -273,7 +277,32 @@ class Calibration:
             if mask.any():
                 role = self.role_for(f"{side}_{part}", notes)
                 parts[part] = (self.transform(role, rows, side) * mask[:, None]).astype(np.float32)
+                note = zero_rows_note(f"{side}_{part}", views.ids, parts[part], mask, self.method)
+                if note:
+                    log.warning("%s", note)
+                    if notes is not None:
+                        notes.append(note)
         return replace(views, **parts)
+
+
+#: Squared norm under which a calibrated part counts as zero (the rows were unit vectors).
+ZERO_SQ_NORM = 1e-12
+
+
+def zero_rows_note(role: str, ids: list[str], rows: np.ndarray, mask: np.ndarray, method: str) -> str | None:
+    """A message naming the items whose calibrated ``role`` part is zero, or None.
+
+    Such an item equals its role's mean (a transductive mean over one item, a one-query
+    benchmark): it has no direction left, so it scores 0 against everything (a unimodal item)
+    or is represented by its other part alone (image+text).
+    """
+    zero = mask & (np.einsum("ij,ij->i", rows, rows) <= ZERO_SQ_NORM)
+    if not zero.any():
+        return None
+    bad = [ids[i] for i in np.flatnonzero(zero)]
+    return (f"calibration={method}: {len(bad)} {role} vector(s) are zero after calibration (the item "
+            f"equals its role's mean) and score 0 against everything: "
+            f"{', '.join(map(repr, bad[:5]))}{' ...' if len(bad) > 5 else ''}")
 
 
 #: A query role without a state of its own borrows the doc role's (recorded in the notes).

@@ -144,7 +144,8 @@ class Evaluator:
         self.calibration: Calibration = resolve(
             options("calibration", calibration), self.queries, self.docs, pools=pools, means=means,
             pairs=pairs)
-        self.centred_docs = self.calibration.apply(self.docs, "doc")
+        self._doc_notes: list[str] = []  # e.g. docs that calibration leaves zero
+        self.centred_docs = self.calibration.apply(self.docs, "doc", self._doc_notes)
         query_ids = set(self.queries.ids)
         unknown = [q for q in bench.qrels if q not in query_ids]
         if unknown:
@@ -245,7 +246,7 @@ class Evaluator:
             by_target_modality=by_target_modality(table),
             topk_modality_share=topk_modality_share(top.indices, mods, TOPK_SHARE_K),
             gap=gap,
-            calibration={**self.calibration.summary(), "notes": list(qs.notes)},
+            calibration={**self.calibration.summary(), "notes": [*self._doc_notes, *qs.notes]},
             corpus=self._corpus_summary(),
             ranked=ranked,
             scores=scores,
@@ -373,7 +374,7 @@ class Evaluator:
                 by_target_modality=group_means(targets, columns),
                 topk_modality_share=topk_modality_share(top.indices, mods, TOPK_SHARE_K),
                 gap=gap,
-                calibration={**self.calibration.summary(), "notes": list(qs.notes)},
+                calibration={**self.calibration.summary(), "notes": [*self._doc_notes, *qs.notes]},
                 corpus=dict(corpus),
                 ranked=RankedLists(positions, top.indices, doc_ids),  # type: ignore[arg-type]
                 scores=RankedLists(positions, top.scores),  # type: ignore[arg-type]
