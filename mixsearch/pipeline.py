@@ -24,6 +24,7 @@ from mixsearch.embed.extract import embed_benchmark, embed_records, has_field
 from mixsearch.encoders.base import Encoder, joint_unsupported_message
 from mixsearch.schema import validate
 from mixsearch.tracking import (
+    claim_run_dir,
     git_commit,
     package_versions,
     start_tracker,
@@ -364,16 +365,18 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = ()) -> 
 
     Raises:
         ConfigError: a wrong option, named.
+        RunDirInUse: another live run holds the output dir.
     """
     warnings = validate(cfg, overrides=overrides)
     run_dir = Path(cfg["paths"]["output_dir"])
-    tracker = start_tracker(cfg, run_dir)
-    try:
-        out = _run(cfg, run_dir, tracker, warnings)
-    except BaseException as e:
-        tracker.finish(ok=False, error=e)
-        raise
-    tracker.finish(ok=True)
+    with claim_run_dir(run_dir):  # two live runs never share a dir
+        tracker = start_tracker(cfg, run_dir)
+        try:
+            out = _run(cfg, run_dir, tracker, warnings)
+        except BaseException as e:
+            tracker.finish(ok=False, error=e)
+            raise
+        tracker.finish(ok=True)
     return out
 
 
