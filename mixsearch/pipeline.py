@@ -20,9 +20,11 @@ from mixsearch.data.benchmark import Benchmark
 from mixsearch.data.validate import check_ids
 from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
+from mixsearch.embed.embeddings import digest
 from mixsearch.embed.extract import embed_benchmark, embed_records, has_field
 from mixsearch.encoders.base import Encoder, joint_unsupported_message
 from mixsearch.schema import validate
+from mixsearch.statefiles import write_state_files
 from mixsearch.tracking import (
     claim_run_dir,
     git_commit,
@@ -232,6 +234,16 @@ def calibration_pools(
     return {role: np.concatenate(parts) for role, parts in pools.items()}
 
 
+def input_digests(embs: dict[str, Embeddings], pools: dict[str, np.ndarray] | None) -> dict[str, str]:
+    """``embedding.digests`` of metrics.json: a digest (:func:`~mixsearch.embed.embeddings.digest`)
+    of the vectors this run used, per ``split/field`` and per calibration pool role
+    (``pool/<role>``, which includes ``calibration.train_sets``), so two results can be traced
+    to their exact inputs."""
+    out = {key: digest(e) for key, e in sorted(embs.items())}
+    out.update({f"pool/{role}": digest(rows) for role, rows in sorted((pools or {}).items())})
+    return out
+
+
 def skipped_items(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Items that ``embed.on_missing=skip`` left out, from the extraction stats: one dict per
     item with ``entry`` (``split/field``), ``id`` and ``reason``."""
@@ -333,20 +345,10 @@ def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
 
 
 def save_state(folder: Path, state: dict[str, np.ndarray]) -> dict[str, str]:
-    """Write each array of a calibration state as ``<key>.npy`` (atomically), reusable with
+    """Write each array of a calibration state as ``<key>.npy`` (atomically) with the folder's
+    ``checksums.json`` (:mod:`mixsearch.statefiles`), reusable with
     ``calibration.source=files calibration.state_dir=<folder>``. Returns key -> path."""
-    if not state:
-        return {}
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for key, arr in sorted(state.items()):
-        path = folder / f"{key}.npy"
-        tmp = folder / f".{key}.npy.tmp"
-        with open(tmp, "wb") as f:  # a file object keeps numpy from renaming the temp file
-            np.save(f, np.asarray(arr, dtype=np.float32))
-        tmp.replace(path)
-        written[key] = str(path)
-    return written
+    return write_state_files(folder, state)
 
 
 def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -445,7 +447,7 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     compute["gflops_per_doc"] = gflops_per_doc(compute, out["corpus"]["counts"], fusion_cfg)
     out["encoder"] = {**encoder.describe(), "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
-                        "text_stats": encoder.text_stats()}
+                        "text_stats": encoder.text_stats(), "digests": input_digests(embs, pools)}
     out["skipped"] = skipped
     out["config"] = cfg
     out["config_warnings"] = warnings
