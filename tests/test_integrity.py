@@ -14,6 +14,7 @@ from mixsearch.data.benchmark import Benchmark, DataError, ImageRef, Record
 from mixsearch.embed.embeddings import Embeddings
 from mixsearch.evaluation import Evaluator
 from mixsearch.pipeline import save_means, save_state
+
 CHECKSUMS = "checksums.json"  # mixsearch.statefiles.CHECKSUMS, spelled out as users see it
 
 CORPUS = {"mode": "released"}
