@@ -140,16 +140,21 @@ def fetch_model(name: str, spec: dict[str, Any]) -> None:
 
 
 def _is_hub_dataset(spec: dict[str, Any]) -> bool:
-    return str(spec.get("_target_", "")).endswith("load_mixbench") and not spec.get("root")
+    target = str(spec.get("_target_", ""))
+    return target.endswith(("load_mixbench", "load_mteb_task")) and not spec.get("root")
 
 
 def fetch_dataset(name: str, spec: dict[str, Any]) -> None:
-    """Download a MixBench subset (hub repo files and pinned qrels), then load it once."""
+    """Download a MixBench subset (hub repo files and pinned qrels), then load it once; an
+    mteb task (``dataset=mteb``) is loaded once through mteb, which caches its pinned revision."""
     from huggingface_hub import snapshot_download
 
     from mixsearch.config import build
 
     if not _is_hub_dataset(spec):
+        return
+    if str(spec["_target_"]).endswith("load_mteb_task"):  # mteb's loader fills the datasets cache
+        build(spec, f"dataset ({name})")
         return
     subset, cache = spec["subset"], spec.get("cache_dir")
     snapshot_download(spec["repo"], repo_type="dataset", revision=spec.get("revision"),

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = os.environ.get("MIXSEARCH_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from mixsearch.viewer.chromium import CHROMIUM
+
 TOY = ["+dataset.n_queries=40", "+dataset.n_distractors=20", "+dataset.n_calibration=60",
        "+dataset.n_train=10"]
 
