@@ -63,10 +63,9 @@ def main(cfg: DictConfig) -> float | None:
         log.error("%s (see %s/status.json)", e, run_dir)
         raise SystemExit(e.exit_code) from None
     except RunDirInUse as e:  # the dir and its status.json belong to the run that holds it
+        # in a multirun, another live multirun shares the sweep dir: every job would collide
         log.error("%s", e)
-        if not multirun:
-            sys.exit(2)
-        return None
+        sys.exit(2)
     except Exception as e:  # noqa: BLE001 - every failure is recorded in status.json
         write_status(run_dir, ok=False, error=e, overrides=overrides)
         if not multirun and isinstance(e, ConfigError):
