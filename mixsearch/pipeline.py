@@ -17,15 +17,19 @@ import torch
 
 from mixsearch.config import ConfigError, build, section
 from mixsearch.data.benchmark import Benchmark
+from mixsearch.data.validate import check_ids
 from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
 from mixsearch.embed.devices import extract_on_devices, resolve_devices
+from mixsearch.embed.embeddings import digest
 from mixsearch.embed.extract import embed_benchmark, embed_records, has_field
 from mixsearch.encoders.base import Encoder, joint_unsupported_message
 from mixsearch.logs import progress_bars_off
 from mixsearch.metrics import display_name
 from mixsearch.schema import validate
+from mixsearch.statefiles import write_state_files
 from mixsearch.tracking import (
+    claim_run_dir,
     git_commit,
     package_versions,
     start_tracker,
@@ -136,7 +140,13 @@ def embed_all(
     cal_cfg: dict[str, Any],
     fusion_cfg: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Embeddings] | None, list[dict[str, Any]]]:
-    """Embed every split the run needs. Returns ``(None, stats)`` for a shard-only job."""
+    """Embed every split the run needs. Returns ``(None, stats)`` for a shard-only job.
+
+    Raises:
+        DataError: an id the run file cannot hold (:func:`~mixsearch.data.validate.check_ids`),
+            before anything is embedded.
+    """
+    check_ids(bench)  # loaders check too; a benchmark built by hand reaches here unchecked
     embed_cfg = extraction_options(embed_cfg)
     splits = ["queries", "corpus"]
     if _needs_pools(cal_cfg):
@@ -242,6 +252,16 @@ def calibration_pools(
             )
         return None
     return {role: np.concatenate(parts) for role, parts in pools.items()}
+
+
+def input_digests(embs: dict[str, Embeddings], pools: dict[str, np.ndarray] | None) -> dict[str, str]:
+    """``embedding.digests`` of metrics.json: a digest (:func:`~mixsearch.embed.embeddings.digest`)
+    of the vectors this run used, per ``split/field`` and per calibration pool role
+    (``pool/<role>``, which includes ``calibration.train_sets``), so two results can be traced
+    to their exact inputs."""
+    out = {key: digest(e) for key, e in sorted(embs.items())}
+    out.update({f"pool/{role}": digest(rows) for role, rows in sorted((pools or {}).items())})
+    return out
 
 
 def skipped_items(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -354,10 +374,15 @@ def gflops_per_doc(
 
 
 def _fingerprint(encoder: Encoder) -> str:
-    try:
-        return encoder.fingerprint_hash()
-    except Exception:  # noqa: BLE001 - a source without a fingerprint is keyed by its name
+    """The encoder's fingerprint hash in the compute memo key. A duck-typed plug-in without
+    ``fingerprint_hash`` is keyed by its name alone (logged); an error raised while
+    fingerprinting propagates, since a blank key would hand this model another model's figures."""
+    fingerprint_hash = getattr(encoder, "fingerprint_hash", None)
+    if not callable(fingerprint_hash):
+        log.warning("encoder %r has no fingerprint_hash(): its compute figures are memoised "
+                    "by its name alone", getattr(encoder, "name", type(encoder).__name__))
         return ""
+    return fingerprint_hash()
 
 
 def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
@@ -368,20 +393,10 @@ def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
 
 
 def save_state(folder: Path, state: dict[str, np.ndarray]) -> dict[str, str]:
-    """Write each array of a calibration state as ``<key>.npy`` (atomically), reusable with
+    """Write each array of a calibration state as ``<key>.npy`` (atomically) with the folder's
+    ``checksums.json`` (:mod:`mixsearch.statefiles`), reusable with
     ``calibration.source=files calibration.state_dir=<folder>``. Returns key -> path."""
-    if not state:
-        return {}
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for key, arr in sorted(state.items()):
-        path = folder / f"{key}.npy"
-        tmp = folder / f".{key}.npy.tmp"
-        with open(tmp, "wb") as f:  # a file object keeps numpy from renaming the temp file
-            np.save(f, np.asarray(arr, dtype=np.float32))
-        tmp.replace(path)
-        written[key] = str(path)
-    return written
+    return write_state_files(folder, state)
 
 
 def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -400,18 +415,20 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = ()) -> 
 
     Raises:
         ConfigError: a wrong option, named.
+        RunDirInUse: another live run holds the output dir.
     """
     warnings = validate(cfg, overrides=overrides)
     run_dir = Path(cfg["paths"]["output_dir"])
-    tracker = start_tracker(cfg, run_dir)
-    try:
-        # embed.progress=false: no bars at all, also those third-party encoders draw
-        with progress_bars_off(not section(cfg, "embed").get("progress", True)):
-            out = _run(cfg, run_dir, tracker, warnings)
-    except BaseException as e:
-        tracker.finish(ok=False, error=e)
-        raise
-    tracker.finish(ok=True)
+    with claim_run_dir(run_dir):  # two live runs never share a dir
+        tracker = start_tracker(cfg, run_dir)
+        try:
+            # embed.progress=false: no bars at all, also those third-party encoders draw
+            with progress_bars_off(not section(cfg, "embed").get("progress", True)):
+                out = _run(cfg, run_dir, tracker, warnings)
+        except BaseException as e:
+            tracker.finish(ok=False, error=e)
+            raise
+        tracker.finish(ok=True)
     return out
 
 
@@ -491,7 +508,7 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     out["encoder"] = {**encoder.describe(), "supports_joint": bool(getattr(encoder, "supports_joint", False)),
                       "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
-                        "text_stats": encoder.text_stats()}
+                        "text_stats": encoder.text_stats(), "digests": input_digests(embs, pools)}
     if devices:  # what each extraction process encoded (this process read them back)
         out["embedding"]["devices"] = [
             {"device": d, "encoded_items": sum(s.get("encoded_items", 0) for s in st)}

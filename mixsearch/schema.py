@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import inspect
 import logging
+import os
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -349,10 +350,14 @@ RunConfig = _root_schema()
 
 def register_configs() -> None:
     """Store the root schema in Hydra's ConfigStore as ``mixsearch_schema`` (conf/config.yaml
-    extends it). Safe to call more than once."""
+    extends it) and register the ``pid`` resolver of the run dir names. Safe to call more
+    than once."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name="mixsearch_schema", node=RunConfig)
+    # ${pid:} in conf/hydra/default.yaml: runs started in the same second get different dirs
+    OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
 
 
 # ---- checks --------------------------------------------------------------------------------
