@@ -22,6 +22,8 @@ def _model(name: str, overrides: list[str]) -> tuple[dict[str, Any], str]:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from mixsearch.collection import (
         embed_items,
         load_means,
@@ -46,6 +48,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.calibration == "gr":
         means = load_means(args.means) if args.means else transductive_means(
             _stack(text, encoder.dim), _stack(image, encoder.dim))
+        dims = {r: len(v) for r, v in vars(means).items() if isinstance(v, np.ndarray)}
+        wrong = {r: d for r, d in dims.items() if d != encoder.dim}
+        if wrong:
+            raise DataError(f"--means {args.means}: {', '.join(f'{r} has dim {d}' for r, d in wrong.items())}"
+                            f", but {encoder.name} embeds in dim {encoder.dim}")
     meta = write_index(args.out, coll, encoder, spec, text, image, means, st.skipped or {})
     cal = "none" if means is None else f"gr, means {means.source}" + (
         f" ({args.means})" if args.means else f" (fitted on this collection: {means.n_samples})")

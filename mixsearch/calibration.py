@@ -32,6 +32,7 @@ random subset (the sample-count ablation).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ from mixsearch.calibrators import Calibrator, Pairs, State, build_calibrator
 from mixsearch.calibrators.basic import NoCalibration
 from mixsearch.data.benchmark import DataError
 from mixsearch.fusion import Views, l2_normalise
+from mixsearch.statefiles import CHECKSUMS, load_npy, read_checksums, verified_bytes
+
+log = logging.getLogger(__name__)
 
 ROLES = ("query_text", "query_image", "doc_text", "doc_image", "query_joint", "doc_joint")
 SOURCES = ("auto", "train", "crossfit", "transductive", "files")
@@ -136,15 +140,15 @@ def load_mean_files(
 
 def _read_vector(path: str) -> np.ndarray:
     if path.endswith(".npy"):
-        try:
-            obj: Any = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DataError(f"cannot read mean file {path}: {e}") from e
+        obj: Any = load_npy(verified_bytes(path, "mean file"), path, "mean file")
     elif path.endswith(".pt"):
+        import io
+
         import torch
 
+        data = verified_bytes(path, "mean file")
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises several types for missing/corrupt/unsafe files
             raise DataError(f"cannot read mean file {path}: {e}") from e
         if isinstance(obj, dict | list | tuple) and len(obj) == 1:
@@ -264,7 +268,8 @@ class Calibration:
         """The calibrated (not renormalised) parts of ``views``; ``side`` is ``query`` or ``doc``.
 
         Every part an item shows (text, image, joint) is transformed under the role
-        ``<side>_<part>``; rows an item does not show stay zero.
+        ``<side>_<part>``; rows an item does not show stay zero. Rows that calibration leaves
+        (numerically) zero are named in a warning and in ``notes`` (:func:`zero_rows_note`).
         """
         if not self.calibrator.fits_state:
             return views
@@ -273,7 +278,32 @@ class Calibration:
             if mask.any():
                 role = self.role_for(f"{side}_{part}", notes)
                 parts[part] = (self.transform(role, rows, side) * mask[:, None]).astype(np.float32)
+                note = zero_rows_note(f"{side}_{part}", views.ids, parts[part], mask, self.method)
+                if note:
+                    log.warning("%s", note)
+                    if notes is not None:
+                        notes.append(note)
         return replace(views, **parts)
+
+
+#: Squared norm under which a calibrated part counts as zero (the rows were unit vectors).
+ZERO_SQ_NORM = 1e-12
+
+
+def zero_rows_note(role: str, ids: list[str], rows: np.ndarray, mask: np.ndarray, method: str) -> str | None:
+    """A message naming the items whose calibrated ``role`` part is zero, or None.
+
+    Such an item equals its role's mean (a transductive mean over one item, a one-query
+    benchmark): it has no direction left, so it scores 0 against everything (a unimodal item)
+    or is represented by its other part alone (image+text).
+    """
+    zero = mask & (np.einsum("ij,ij->i", rows, rows) <= ZERO_SQ_NORM)
+    if not zero.any():
+        return None
+    bad = [ids[i] for i in np.flatnonzero(zero)]
+    return (f"calibration={method}: {len(bad)} {role} vector(s) are zero after calibration (the item "
+            f"equals its role's mean) and score 0 against everything: "
+            f"{', '.join(map(repr, bad[:5]))}{' ...' if len(bad) > 5 else ''}")
 
 
 #: A query role without a state of its own borrows the doc role's (recorded in the notes).
@@ -311,20 +341,28 @@ def _subsample(rows: np.ndarray, n: int | None, rng: np.random.Generator) -> np.
 def load_state_dir(folder: str | Path) -> State:
     """Every ``<key>.npy`` of a folder written by a run (``calibration.state_dir``).
 
+    Files are verified against the folder's ``checksums.json`` (:mod:`mixsearch.statefiles`).
+
     Raises:
-        DataError: the folder is missing or holds no ``.npy`` file (names it), or a file is
-            unreadable or not finite (names the file).
+        DataError: the folder is missing or holds no ``.npy`` file (names it), its files differ
+            from those its ``checksums.json`` lists, or a file is unreadable, changed since it
+            was written (checksum) or not finite (names the file).
     """
     folder = Path(folder)
     files = sorted(folder.glob("*.npy")) if folder.is_dir() else []
     if not files:
         raise DataError(f"calibration.state_dir: {folder} has no .npy state files")
+    sums = read_checksums(folder)
+    if sums is not None:  # the folder is exactly what one run wrote: no file more, none less
+        names = {p.name for p in files}
+        extra, gone = sorted(names - set(sums)), sorted(set(sums) - names)
+        if extra or gone:
+            raise DataError(f"calibration.state_dir: {folder / CHECKSUMS} lists "
+                            f"{sorted(sums)}, but the folder holds {sorted(names)}: "
+                            f"{'unlisted ' + str(extra) if extra else 'missing ' + str(gone)}")
     state: State = {}
     for path in files:
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DataError(f"cannot read calibration state {path}: {e}") from e
+        arr = load_npy(verified_bytes(path), path)
         if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
             raise DataError(f"calibration state {path}: expected finite floats")
         state[path.stem] = arr.astype(np.float32)
@@ -418,6 +456,8 @@ def resolve(
         counts = {r: len(rows) for r, rows in fit_pools.items()}
         if calibrator.needs_pairs and fit_pairs is not None:
             counts["pairs"] = len(fit_pairs[0])
+    if source == "files" and means is None:
+        _check_loaded_state(calibrator, state, cfg)
     lacking = [r for r in needed if not calibrator.covers(r, state)]
     if lacking:
         what = "mean" if method == "gr" else "state"
@@ -430,6 +470,21 @@ def resolve(
             raise ValueError(f"calibration.source={source}: {name} has shape {arr.shape}, "
                              f"embeddings have dim {dim}")
     return Calibration(method, source, state if method == "gr" else {}, counts, state=state, **common)
+
+
+def _check_loaded_state(calibrator: Calibrator, state: State, cfg: dict[str, Any]) -> None:
+    """What the method knows of its own state (:meth:`Calibrator.check_state`), for state read
+    from files: a damaged or foreign file must not calibrate silently.
+
+    Raises:
+        DataError: names the file and the property it breaks.
+    """
+    for key, problem in calibrator.check_state(state):
+        if cfg.get("state_dir"):
+            where = str(Path(cfg["state_dir"]) / f"{key}.npy")
+        else:
+            where = str((cfg.get("files") or {}).get(key, key))
+        raise DataError(f"calibration state {where}: {problem}")
 
 
 def _crossfit(cfg: dict[str, Any], method: str, queries: Views, docs: Views,

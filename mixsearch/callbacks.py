@@ -237,9 +237,27 @@ def _record(not_ok: int) -> None:
     _not_ok = (_not_ok or 0) + not_ok
 
 
+class SweepDirInUse(RuntimeError):
+    """A multirun was pointed at a sweep dir that already holds another multirun's jobs."""
+
+
 class SummaryCallback(Callback):
     """Writes ``summary.csv`` and ``summary.md`` into the sweep dir when a multirun ends, and
-    records how many jobs did not end ok (see :func:`sweep_exit_code`)."""
+    records how many jobs did not end ok (see :func:`sweep_exit_code`).
+
+    A multirun must start in a sweep dir without job dirs: the summary lists every job dir
+    there, so a second multirun in the same dir (a reused ``hydra.sweep.dir``) would mix its
+    jobs with the first one's.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        old = _job_dirs(sweep_dir) if sweep_dir.is_dir() else []
+        if old:
+            raise SweepDirInUse(
+                f"sweep dir {sweep_dir} already holds {len(old)} job dir(s) of another multirun "
+                f"({', '.join(p.name for p in old[:5])}); its summary would mix the two: give "
+                "hydra.sweep.dir a new folder (or remove the old one)")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -17,12 +17,17 @@ import torch
 
 from mixsearch.config import ConfigError, build, section
 from mixsearch.data.benchmark import Benchmark
+from mixsearch.data.validate import check_ids
 from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
+from mixsearch.embed.embeddings import digest
 from mixsearch.embed.extract import embed_benchmark, embed_records, has_field
 from mixsearch.encoders.base import Encoder, joint_unsupported_message
+from mixsearch.logs import progress_bars_off
 from mixsearch.schema import validate
+from mixsearch.statefiles import write_state_files
 from mixsearch.tracking import (
+    claim_run_dir,
     git_commit,
     package_versions,
     start_tracker,
@@ -133,7 +138,13 @@ def embed_all(
     cal_cfg: dict[str, Any],
     fusion_cfg: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Embeddings] | None, list[dict[str, Any]]]:
-    """Embed every split the run needs. Returns ``(None, stats)`` for a shard-only job."""
+    """Embed every split the run needs. Returns ``(None, stats)`` for a shard-only job.
+
+    Raises:
+        DataError: an id the run file cannot hold (:func:`~mixsearch.data.validate.check_ids`),
+            before anything is embedded.
+    """
+    check_ids(bench)  # loaders check too; a benchmark built by hand reaches here unchecked
     splits = ["queries", "corpus"]
     if _needs_pools(cal_cfg):
         splits += [f"calibration/{k}" for k in sorted(bench.calibration)]
@@ -224,6 +235,16 @@ def calibration_pools(
     return {role: np.concatenate(parts) for role, parts in pools.items()}
 
 
+def input_digests(embs: dict[str, Embeddings], pools: dict[str, np.ndarray] | None) -> dict[str, str]:
+    """``embedding.digests`` of metrics.json: a digest (:func:`~mixsearch.embed.embeddings.digest`)
+    of the vectors this run used, per ``split/field`` and per calibration pool role
+    (``pool/<role>``, which includes ``calibration.train_sets``), so two results can be traced
+    to their exact inputs."""
+    out = {key: digest(e) for key, e in sorted(embs.items())}
+    out.update({f"pool/{role}": digest(rows) for role, rows in sorted((pools or {}).items())})
+    return out
+
+
 def skipped_items(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Items that ``embed.on_missing=skip`` left out, from the extraction stats: one dict per
     item with ``entry`` (``split/field``), ``id`` and ``reason``."""
@@ -232,6 +253,29 @@ def skipped_items(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
         reasons = st.get("skip_reasons") or {}
         out += [{"entry": st["entry"], "id": i, "reason": reasons.get(i, "unreadable")}
                 for i in st.get("skipped") or []]
+    return out
+
+
+def skip_policy(dataset_cfg: dict[str, Any], embed_cfg: dict[str, Any]) -> dict[str, Any]:
+    """``dataset.on_missing=skip`` (the one documented option) also skips images that cannot
+    be decoded at extraction: the embed options with ``on_missing=skip``. ``embed.on_missing``
+    alone (older configs) still skips only what extraction cannot read."""
+    if dataset_cfg.get("on_missing") == "skip":
+        return {**embed_cfg, "on_missing": "skip"}
+    return embed_cfg
+
+
+def image_files(bench: Benchmark) -> dict[tuple[str, str], str]:
+    """``(split, id) -> image file`` of the queries and documents whose image is a file."""
+    out = {}
+    for split, records in (("queries", bench.queries), ("corpus", bench.corpus)):
+        for r in records:
+            if r.image is not None and r.image.path is not None:
+                out[(split, r.id)] = r.image.path
+    for name, records in bench.calibration.items():
+        for r in records:
+            if r.image is not None and r.image.path is not None:
+                out[(f"calibration/{name}", r.id)] = r.image.path
     return out
 
 
@@ -311,10 +355,15 @@ def gflops_per_doc(
 
 
 def _fingerprint(encoder: Encoder) -> str:
-    try:
-        return encoder.fingerprint_hash()
-    except Exception:  # noqa: BLE001 - a source without a fingerprint is keyed by its name
+    """The encoder's fingerprint hash in the compute memo key. A duck-typed plug-in without
+    ``fingerprint_hash`` is keyed by its name alone (logged); an error raised while
+    fingerprinting propagates, since a blank key would hand this model another model's figures."""
+    fingerprint_hash = getattr(encoder, "fingerprint_hash", None)
+    if not callable(fingerprint_hash):
+        log.warning("encoder %r has no fingerprint_hash(): its compute figures are memoised "
+                    "by its name alone", getattr(encoder, "name", type(encoder).__name__))
         return ""
+    return fingerprint_hash()
 
 
 def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
@@ -325,20 +374,10 @@ def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
 
 
 def save_state(folder: Path, state: dict[str, np.ndarray]) -> dict[str, str]:
-    """Write each array of a calibration state as ``<key>.npy`` (atomically), reusable with
+    """Write each array of a calibration state as ``<key>.npy`` (atomically) with the folder's
+    ``checksums.json`` (:mod:`mixsearch.statefiles`), reusable with
     ``calibration.source=files calibration.state_dir=<folder>``. Returns key -> path."""
-    if not state:
-        return {}
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for key, arr in sorted(state.items()):
-        path = folder / f"{key}.npy"
-        tmp = folder / f".{key}.npy.tmp"
-        with open(tmp, "wb") as f:  # a file object keeps numpy from renaming the temp file
-            np.save(f, np.asarray(arr, dtype=np.float32))
-        tmp.replace(path)
-        written[key] = str(path)
-    return written
+    return write_state_files(folder, state)
 
 
 def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -357,16 +396,20 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = ()) -> 
 
     Raises:
         ConfigError: a wrong option, named.
+        RunDirInUse: another live run holds the output dir.
     """
     warnings = validate(cfg, overrides=overrides)
     run_dir = Path(cfg["paths"]["output_dir"])
-    tracker = start_tracker(cfg, run_dir)
-    try:
-        out = _run(cfg, run_dir, tracker, warnings)
-    except BaseException as e:
-        tracker.finish(ok=False, error=e)
-        raise
-    tracker.finish(ok=True)
+    with claim_run_dir(run_dir):  # two live runs never share a dir
+        tracker = start_tracker(cfg, run_dir)
+        try:
+            # embed.progress=false: no bars at all, also those third-party encoders draw
+            with progress_bars_off(not section(cfg, "embed").get("progress", True)):
+                out = _run(cfg, run_dir, tracker, warnings)
+        except BaseException as e:
+            tracker.finish(ok=False, error=e)
+            raise
+        tracker.finish(ok=True)
     return out
 
 
@@ -376,7 +419,7 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     t0 = time.perf_counter()
     seed_everything(int(cfg.get("seed", 0)))
     corpus_cfg, cal_cfg = section(cfg, "corpus"), section(cfg, "calibration")
-    embed_cfg = section(cfg, "embed")
+    embed_cfg = skip_policy(section(cfg, "dataset"), section(cfg, "embed"))
 
     bench = build_shared(cfg["dataset"], "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
@@ -410,9 +453,11 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
         retrieval=section(cfg, "retrieval"), metrics=section(cfg, "metrics"), pools=pools,
         skipped_docs=skipped_docs,
     )
+    files = image_files(bench)
     for s in skipped:
         split = s["entry"].split("/")[0]
         s["dropped"] = split == "queries" or s["id"] in evaluator.dropped
+        s["file"] = files.get((s["entry"].rsplit("/", 1)[0], s["id"]))
     if evaluator.dropped:
         log.warning("%d doc(s) dropped from the evaluated corpus: unreadable image (first: %s); "
                     "their qrels still count", len(evaluator.dropped),
@@ -433,9 +478,10 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
                                                           if isinstance(v, (str, int, float, type(None)))}}
     compute = encoder_compute(encoder, bench, stats, fusion_cfg, embed_cfg)
     compute["gflops_per_doc"] = gflops_per_doc(compute, out["corpus"]["counts"], fusion_cfg)
-    out["encoder"] = {**encoder.describe(), "compute": compute}
+    out["encoder"] = {**encoder.describe(), "supports_joint": bool(getattr(encoder, "supports_joint", False)),
+                      "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
-                        "text_stats": encoder.text_stats()}
+                        "text_stats": encoder.text_stats(), "digests": input_digests(embs, pools)}
     out["skipped"] = skipped
     out["config"] = cfg
     out["config_warnings"] = warnings
@@ -458,9 +504,15 @@ def format_summary(out: dict[str, Any]) -> str:
     """A few lines for the terminal: the main metrics and the modality diagnostics."""
     m = out["metrics"]
     cal = out.get("calibration", {})
+    model = (out.get("encoder") or {}).get("name")
+    fusion = ((out.get("config") or {}).get("fusion") or {})
+    fused = fusion.get("method")
+    if fused in ("weighted", "score"):
+        fused = f"{fused} (alpha={fusion.get('alpha')})"
     lines = [
-        f"{out['benchmark']['name']}  calibration={cal.get('method')} (source={cal.get('source')})"
-        f"  corpus={out.get('corpus', {}).get('mode')}",
+        (f"model={model}  " if model else "")
+        + f"{out['benchmark']['name']}  calibration={cal.get('method')} (source={cal.get('source')})"
+        f"  corpus={out.get('corpus', {}).get('mode')}" + (f"  fusion={fused}" if fused else ""),
         "  " + "  ".join(f"{k}={m[k]:.4f}" for k in ("ndcg@10", "recall@1", "mrr@10", "ndcg@100") if k in m),
     ]
     gap = out.get("gap") or {}

@@ -188,3 +188,26 @@ def test_search_page_in_chromium(browser, tmp_path: Path) -> None:
     assert v.thumbnail_widths() == [30]
     assert not v.page.locator(".controls").is_visible()
     assert v.errors == []
+
+
+def test_one_run_alone_in_chromium(browser, runs: dict[str, Path], tmp_path: Path) -> None:
+    """Without a baseline: one column, no rank changes, no outcome filter, no projection."""
+    page = write_view(tmp_path / "one.html", build_view(runs["gr"], k=5, projection=False))
+    v = Page(browser, page)
+    n = len(pd.read_csv(runs["gr"] / "per_query.csv"))
+    assert v.render_all() == n
+    assert v.page.locator("section.q .col").count() == n
+    assert v.page.locator(".hit").count() == 5 * n and v.page.locator(".move").count() == 0
+    assert v.page.locator("#f-out").is_disabled()
+    assert v.errors == []
+
+
+def test_make_view_runs_the_viewer(runs: dict[str, Path]) -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["make", "-n", "view", f"RUN={runs['gr']}", f"BASELINE={runs['none']}", "VIEW=v.html"],
+                         cwd=root, capture_output=True, text=True, check=True).stdout
+    assert f"-m mixsearch.viewer {runs['gr']} {runs['none']} --out v.html" in out
+    bare = subprocess.run(["make", "view"], cwd=root, capture_output=True, text=True)
+    assert bare.returncode != 0 and "make view RUN=<run dir>" in bare.stderr

@@ -22,7 +22,7 @@ def make_runs(tmp: Path) -> dict[str, Path]:
 
     out = {}
     for method in ("none", "gr"):
-        overrides = [f"calibration={method}", f"dataset.root={tmp / 'toy'}",
+        overrides = [f"calibration={method}", f"paths.data_dir={tmp}",  # the toy in tmp/toy
                      f"paths.cache_dir={tmp / 'cache'}", "embed.progress=false", "device=cpu", *TOY]
         cfg = compose_config(overrides)
         cfg["paths"]["output_dir"] = str(tmp / f"run_{method}")

@@ -210,6 +210,7 @@ def load_mteb_task(
     root: str | None = None,
     split: str | None = None,
     hf_subset: str | None = None,
+    on_missing: str = "error",
 ) -> Benchmark:
     """Load an mteb retrieval task (any-to-any or text) as a :class:`Benchmark`.
 
@@ -219,6 +220,9 @@ def load_mteb_task(
             revision from the hub or the datasets cache.
         split: the eval split (default: the task's first).
         hf_subset: the hf subset (required when the task has several).
+        on_missing: ``error`` or ``skip``, as every loader takes it (docs/missing-files.md):
+            the task's images are embedded bytes, so none is missing here; one that does not
+            decode is skipped at extraction under ``skip``.
 
     Returns:
         The benchmark ``mteb/<task>``; ``meta`` holds the mteb task name, revision, split,
@@ -232,6 +236,8 @@ def load_mteb_task(
     """
     from mteb.types import PromptType
 
+    if on_missing not in ("error", "skip"):
+        raise DataError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
     subset = hf_subset
     mtask = get_retrieval_task(task, split, subset)
     hub_path = mtask.metadata.dataset["path"]

@@ -37,6 +37,7 @@ from mixsearch.embed.cache import STORE_DTYPES, CacheEntry, EmbeddingCache, Part
 from mixsearch.embed.cache import image_key as _image_key
 from mixsearch.embed.embeddings import Embeddings, check_vectors
 from mixsearch.encoders.base import Encoder, EncoderError, check_role, joint_unsupported_message
+from mixsearch.logs import progress_bars_off
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +382,7 @@ def embed_records(
         role=role,
     )
     entry: CacheEntry | None = None
-    with bar:
+    with bar, progress_bars_off(not progress):
         if cache is None:
             parts = {0: ex.encode(items)}
             encoded, cached = len(parts[0].ids), 0
