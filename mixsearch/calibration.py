@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,75 @@ def fit_means(pools: dict[str, np.ndarray], source: str) -> Means:
                              f"got shape {rows.shape}")
         out[role] = l2_normalise(rows).mean(axis=0, dtype=np.float64).astype(np.float32)
     return Means(**out, source=source, n_samples={r: len(pools[r]) for r in out})
+
+
+def streamed_mean(blocks: Iterable[np.ndarray], *, chunk_rows: int = 65536) -> tuple[np.ndarray, int]:
+    """Mean of the L2-normalised rows of ``blocks``, read one block and one chunk at a time.
+
+    For pools too large for memory (M-BEIR's 5.6M-candidate global pool): each block (e.g. a
+    memory-mapped float16 cache part, :func:`entry_blocks`) is normalised in float32 chunks of
+    at most ``chunk_rows`` rows and summed in float64, so only one chunk is ever copied.
+    Equals ``l2_normalise(np.concatenate(blocks)).mean(0)`` up to float rounding.
+
+    Returns:
+        ``(mean as float32, number of rows)``.
+
+    Raises:
+        ValueError: no rows, or blocks of different widths.
+    """
+    total: np.ndarray | None = None
+    n = 0
+    for block in blocks:
+        for lo in range(0, len(block), chunk_rows):
+            chunk = l2_normalise(np.asarray(block[lo:lo + chunk_rows], dtype=np.float32))
+            if total is None:
+                total = np.zeros(chunk.shape[1], np.float64)
+            elif chunk.shape[1] != total.shape[0]:
+                raise ValueError(f"streamed_mean: a block of width {chunk.shape[1]} after width "
+                                 f"{total.shape[0]}")
+            total += chunk.sum(axis=0, dtype=np.float64)
+            n += len(chunk)
+    if total is None or n == 0:
+        raise ValueError("streamed_mean: no rows")
+    return (total / n).astype(np.float32), n
+
+
+def gr_blocks(blocks: Iterable[np.ndarray], mean: np.ndarray, *, chunk_rows: int = 65536
+              ) -> Iterator[np.ndarray]:
+    """GR applied to rows streamed block by block: L2-normalise, subtract ``mean``, L2-normalise
+    again (the paper's order), as float32 chunks of at most ``chunk_rows`` rows, ready for
+    :func:`mixsearch.retrieval.search_blocks`; only one chunk exists at a time."""
+    mean = np.asarray(mean, dtype=np.float32)
+    for block in blocks:
+        for lo in range(0, len(block), chunk_rows):
+            chunk = np.asarray(block[lo:lo + chunk_rows], dtype=np.float32)
+            yield l2_normalise(l2_normalise(chunk) - mean)
+
+
+def entry_blocks(entry: Any) -> Iterator[np.ndarray]:
+    """The vectors of each part of a complete :class:`~mixsearch.embed.cache.CacheEntry`,
+    memory-mapped, one part at a time (checksums verified on read).
+
+    Raises:
+        DataError: a part is missing or damaged (names the entry).
+    """
+    for p in range(entry.n_parts):
+        part = entry.read_part(p, mmap=True)
+        if part is None:
+            raise DataError(f"cache entry {entry.path}: part {p} is missing or damaged; "
+                            "re-run the extraction")
+        yield part.vectors
+
+
+def streamed_means(entries: dict[str, Any], source: str = "train") -> Means:
+    """GR means per role from cache entries (``{"doc_image": entry, ...}``), never holding a
+    whole pool in memory (:func:`streamed_mean` over :func:`entry_blocks`)."""
+    out, counts = {}, {}
+    for role, entry in entries.items():
+        if role not in ROLES:
+            raise ValueError(f"calibration pool: unknown role {role!r}; choose from {ROLES}")
+        out[role], counts[role] = streamed_mean(entry_blocks(entry))
+    return Means(**out, source=source, n_samples=counts)
 
 
 def load_mean_files(

@@ -21,12 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from mixsearch import stats
 from mixsearch.jobinfo import hydra_choices, read_yaml, swept_keys
+from mixsearch.metrics import HIT_NOTE, display_name
 from mixsearch.tracking import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 #: Metrics shown first (and the only ones in ``summary.md``); the CSV has every metric.
-MAIN_METRICS = ("ndcg@10", "ndcg@100", "recall@1", "mrr@10")
+MAIN_METRICS = ("ndcg@10", "ndcg@100", "recall@1", "mrr@10", "hit@5", "hit@10")
 #: Metric whose 95 % bootstrap CI over queries (from ``per_query.csv``) the summary shows.
 CI_METRIC = "ndcg@10"
 #: Config groups whose choice gets a column of its own.
@@ -211,9 +212,12 @@ def write_summary(sweep_dirs: list[str | Path], out_dir: str | Path) -> pd.DataF
     n_ok = int((frame["status"] == "ok").sum())
     shown = [c for c in frame.columns if c not in ("run_dir", "overrides", "sweep")
              and (c in MAIN_METRICS or not _is_metric_column(c, jobs))]
+    table = frame[shown].rename(columns=display_name)  # hit@5 -> "Recall@5 (hit)", as M-BEIR
     lines = [f"# Sweep summary: {', '.join(str(d) for d in sweep_dirs)}", "",
              f"{len(frame)} jobs: {n_ok} ok, {len(frame) - n_ok} not ok. "
-             "All metrics and run dirs are in summary.csv.", "", markdown_table(frame[shown])]
+             "All metrics and run dirs are in summary.csv.", "", markdown_table(table)]
+    if any(c.startswith("hit@") for c in shown):
+        lines += ["", HIT_NOTE, ""]
     atomic_write_text(out_dir / "summary.md", "\n".join(lines))
     return frame
 

@@ -20,10 +20,12 @@ from mixsearch.data.benchmark import Benchmark
 from mixsearch.data.validate import check_ids
 from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
+from mixsearch.embed.devices import extract_on_devices, resolve_devices
 from mixsearch.embed.embeddings import digest
 from mixsearch.embed.extract import embed_benchmark, embed_records, has_field
 from mixsearch.encoders.base import Encoder, joint_unsupported_message
 from mixsearch.logs import progress_bars_off
+from mixsearch.metrics import display_name
 from mixsearch.schema import validate
 from mixsearch.statefiles import write_state_files
 from mixsearch.tracking import (
@@ -145,6 +147,7 @@ def embed_all(
             before anything is embedded.
     """
     check_ids(bench)  # loaders check too; a benchmark built by hand reaches here unchecked
+    embed_cfg = extraction_options(embed_cfg)
     splits = ["queries", "corpus"]
     if _needs_pools(cal_cfg):
         splits += [f"calibration/{k}" for k in sorted(bench.calibration)]
@@ -178,9 +181,24 @@ def embed_all(
     return embs, stats
 
 
+def extraction_options(embed_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``embed`` section as :func:`embed_records` takes it: without ``devices``, which
+    :func:`run` acts on (one extraction process per device) before anything embeds here."""
+    return {k: v for k, v in embed_cfg.items() if k != "devices"}
+
+
 def _dataset_key(bench: Benchmark) -> str:
-    rev = bench.meta.get("revision")
-    return f"{bench.name}@{rev}" if rev else bench.name
+    return bench.cache_key()
+
+
+def benchmark_metrics(bench: Benchmark, metrics_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The metrics section plus the measures the benchmark's own papers report
+    (``meta["measures"]``: M-BEIR's Recall@k is ``hit``), so its headline is always there."""
+    extra = [m for m in bench.meta.get("measures") or () if m not in metrics_cfg["measures"]]
+    if not extra:
+        return metrics_cfg
+    log.info("%s: adding metrics.measures %s (the benchmark's headline)", bench.name, extra)
+    return {**metrics_cfg, "measures": [*metrics_cfg["measures"], *extra]}
 
 
 def calibration_pools(
@@ -199,6 +217,7 @@ def calibration_pools(
     """
     if not _needs_pools(cal_cfg):
         return None
+    embed_cfg = extraction_options(embed_cfg)
     pools: dict[str, list[np.ndarray]] = {}
     for key, role in _CALIBRATION_ROLES.items():
         if key in embs:
@@ -355,10 +374,15 @@ def gflops_per_doc(
 
 
 def _fingerprint(encoder: Encoder) -> str:
-    try:
-        return encoder.fingerprint_hash()
-    except Exception:  # noqa: BLE001 - a source without a fingerprint is keyed by its name
+    """The encoder's fingerprint hash in the compute memo key. A duck-typed plug-in without
+    ``fingerprint_hash`` is keyed by its name alone (logged); an error raised while
+    fingerprinting propagates, since a blank key would hand this model another model's figures."""
+    fingerprint_hash = getattr(encoder, "fingerprint_hash", None)
+    if not callable(fingerprint_hash):
+        log.warning("encoder %r has no fingerprint_hash(): its compute figures are memoised "
+                    "by its name alone", getattr(encoder, "name", type(encoder).__name__))
         return ""
+    return fingerprint_hash()
 
 
 def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
@@ -415,9 +439,16 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     seed_everything(int(cfg.get("seed", 0)))
     corpus_cfg, cal_cfg = section(cfg, "corpus"), section(cfg, "calibration")
     embed_cfg = skip_policy(section(cfg, "dataset"), section(cfg, "embed"))
+    devices = resolve_devices(embed_cfg.get("devices"))
+    embed_cfg = extraction_options(embed_cfg)
 
     bench = build_shared(cfg["dataset"], "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
+    if devices:
+        if embed_cfg.get("num_shards", 1) != 1:
+            raise ConfigError("embed.devices shards the extraction itself; drop embed.num_shards")
+        # before this process builds its model: the devices are the extraction processes'
+        per_device = extract_on_devices(cfg, devices)
     encoder = build_shared(cfg["model"], "model")
     fusion_cfg = resolve_fusion(section(cfg, "fusion"), encoder)
     if fusion_cfg != section(cfg, "fusion"):
@@ -445,7 +476,8 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     eval_bench, skipped_docs, skipped = apply_skips(bench, stats)
     evaluator = Evaluator(
         eval_bench, embs, corpus=corpus_cfg, calibration=cal_cfg,
-        retrieval=section(cfg, "retrieval"), metrics=section(cfg, "metrics"), pools=pools,
+        retrieval=section(cfg, "retrieval"), metrics=benchmark_metrics(bench, section(cfg, "metrics")),
+        pools=pools,
         skipped_docs=skipped_docs,
     )
     files = image_files(bench)
@@ -477,6 +509,10 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
                       "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
                         "text_stats": encoder.text_stats(), "digests": input_digests(embs, pools)}
+    if devices:  # what each extraction process encoded (this process read them back)
+        out["embedding"]["devices"] = [
+            {"device": d, "encoded_items": sum(s.get("encoded_items", 0) for s in st)}
+            for d, st in zip(devices, per_device, strict=True)]
     out["skipped"] = skipped
     out["config"] = cfg
     out["config_warnings"] = warnings
@@ -509,6 +545,8 @@ def format_summary(out: dict[str, Any]) -> str:
         + f"{out['benchmark']['name']}  calibration={cal.get('method')} (source={cal.get('source')})"
         f"  corpus={out.get('corpus', {}).get('mode')}" + (f"  fusion={fused}" if fused else ""),
         "  " + "  ".join(f"{k}={m[k]:.4f}" for k in ("ndcg@10", "recall@1", "mrr@10", "ndcg@100") if k in m),
+        *(["  " + "  ".join(f"{display_name(k)}={m[k]:.4f}" for k in ("hit@5", "hit@10") if k in m)]
+          if "hit@5" in m or "hit@10" in m else []),
     ]
     gap = out.get("gap") or {}
     if gap.get("centroid_distance_before") is not None:

@@ -254,6 +254,12 @@ _EMBED_RULES: dict[str, dict[str, Any]] = {
 _EMBED_INTERNAL = {"encoder", "records", "field", "cache", "dataset_key", "split", "role", "stats"}
 
 
+def _embed_devices(value: Any) -> str | None:
+    from mixsearch.embed.devices import check_devices
+
+    return check_devices(value)
+
+
 def _here(cls: type) -> type:
     """A generated class named as an attribute of this module (``make_dataclass`` of Python
     < 3.12 cannot say so), which pickle needs."""
@@ -271,6 +277,8 @@ def _embed_schema() -> type:
         if name in _EMBED_INTERNAL or param.default is inspect.Parameter.empty:
             continue
         fields.append((name, hints.get(name, Any), opt(param.default, **_EMBED_RULES.get(name, {}))))
+    # read by the pipeline, not embed_records: one extraction process per device (embed/devices.py)
+    fields.append(("devices", Any, opt(None, check=_embed_devices)))
     # a module attribute (EmbedConfig below), so configs typed by it pickle (submitit, joblib)
     return _here(dataclasses.make_dataclass("EmbedConfig", fields))
 

@@ -74,7 +74,7 @@ def test_evaluator_merge_equals_per_modality_search_then_merge():
         assert 0 < res.metrics["ndcg@10"] <= 1
 
 
-def test_merge_errors_and_registry():
+def test_merge_errors_and_registry(registries_restored):
     bench, embs, _ = synthetic(n_q=5, n_docs=30)
     with pytest.raises(ValueError, match="retrieval.merge: 'borda' is not one of"):
         Evaluator(bench, embs, corpus={"mode": "released"}, calibration={"method": "none"},
