@@ -147,7 +147,7 @@ def fetch_dataset(name: str, spec: dict[str, Any]) -> None:
     """Download a MixBench subset (hub repo files and pinned qrels), then load it once."""
     from huggingface_hub import snapshot_download
 
-    from mixsearch.config import build
+    from mixsearch.config import build, split_dataset_section
 
     if not _is_hub_dataset(spec):
         return
@@ -156,18 +156,18 @@ def fetch_dataset(name: str, spec: dict[str, Any]) -> None:
                       allow_patterns=[f"{subset}/*", "*.md", "*.json"], cache_dir=cache)
     snapshot_download(spec["qrels_repo"], repo_type="dataset", revision=spec.get("qrels_revision"),
                       allow_patterns=[f"{subset}/qrels/*"], cache_dir=cache)
-    build(spec, f"dataset ({name})")
+    build(split_dataset_section(spec)[0], f"dataset ({name})")
 
 
 def check_dataset(name: str, spec: dict[str, Any]) -> str | None:
     """None when the dataset loads from local files and caches only, else the loader's error."""
-    from mixsearch.config import build
+    from mixsearch.config import build, split_dataset_section
     from mixsearch.data.benchmark import DataError
 
     if not _is_hub_dataset(spec):
         return None
     try:
-        build(spec, f"dataset ({name})")
+        build(split_dataset_section(spec)[0], f"dataset ({name})")
     except DataError as e:
         return f"dataset {name}: {e}"
     return None

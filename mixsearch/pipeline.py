@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixsearch.config import ConfigError, build, section
+from mixsearch.config import ConfigError, build, section, split_dataset_section
 from mixsearch.data.benchmark import Benchmark
 from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
@@ -376,9 +376,11 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     t0 = time.perf_counter()
     seed_everything(int(cfg.get("seed", 0)))
     corpus_cfg, cal_cfg = section(cfg, "corpus"), section(cfg, "calibration")
-    embed_cfg = section(cfg, "embed")
+    dataset_spec, dataset_opts = split_dataset_section(cfg["dataset"])
+    # images are decoded through embed_records, so the decode size travels with its options
+    embed_cfg = {**section(cfg, "embed"), "max_image_side": dataset_opts["max_image_side"]}
 
-    bench = build_shared(cfg["dataset"], "dataset")
+    bench = build_shared(dataset_spec, "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
     encoder = build_shared(cfg["model"], "model")
     fusion_cfg = resolve_fusion(section(cfg, "fusion"), encoder)

@@ -250,7 +250,9 @@ _EMBED_RULES: dict[str, dict[str, Any]] = {
     "lock_timeout": {"lo": 0},
 }
 # embed_records arguments that the pipeline supplies, not the config
-_EMBED_INTERNAL = {"encoder", "records", "field", "cache", "dataset_key", "split", "role", "stats"}
+# (max_image_side: the dataset's option, dataset.max_image_side)
+_EMBED_INTERNAL = {"encoder", "records", "field", "cache", "dataset_key", "split", "role", "stats",
+                   "max_image_side"}
 
 
 def _here(cls: type) -> type:
@@ -462,9 +464,15 @@ def validate(cfg: Mapping[str, Any], *, overrides: Sequence[str] | None = None) 
     logger = cfg.get("logger") or {}
     if isinstance(logger, Mapping) and "name" in logger:
         _check_value("logger.name", logger["name"], {"choices": _registry("mixsearch.tracking", "available_trackers")})
-    for name in ("dataset", "model"):
-        if cfg.get(name) is not None:
-            check_target(cfg[name], name)
+    if isinstance(cfg.get("dataset"), Mapping):
+        from mixsearch.config import split_dataset_section
+
+        loader, opts = split_dataset_section(cfg["dataset"])
+        _check_value("dataset.max_image_side", opts["max_image_side"],
+                     {"lo": 1, "check": lambda v: None if isinstance(v, int) else f"expected an integer, got {v!r}"})
+        check_target(loader, "dataset")
+    if cfg.get("model") is not None:
+        check_target(cfg["model"], "model")
     calibration = checked.get("calibration") or {}
     if calibration:
         from mixsearch.calibrators import build_calibrator
