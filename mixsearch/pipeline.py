@@ -280,11 +280,12 @@ def encoder_compute(
     seconds = sum(s.get("seconds", 0.0) for s in stats if s.get("encoded_items"))
     speed = encoded / seconds if encoded and seconds else None
     key = "compute:" + json.dumps([getattr(encoder, "name", ""), _fingerprint(encoder), fields,
-                                    bench.name])
+                                    bench.name, embed_cfg.get("max_image_side")])
     if key not in _MEMO:
         amp = resolve_amp(embed_cfg.get("amp", "auto"), encoder.device)
         _MEMO[key] = measure_compute(encoder, compute_samples(bench.corpus, fields),
-                                     encoded_items_per_s=speed, amp=amp)
+                                     encoded_items_per_s=speed, amp=amp,
+                                     max_image_side=embed_cfg.get("max_image_side"))
     out = dict(_MEMO[key])
     if speed:  # this run's own extraction speed beats an earlier job's sample timing
         out.update(items_per_s=speed, items_per_s_source="extraction")
