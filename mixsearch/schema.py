@@ -41,6 +41,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from mixsearch.calibration import ROLES
 from mixsearch.config import ConfigError, check_target
 
@@ -211,7 +213,9 @@ class RetrievalConfig:
     k: int = opt(100, lo=1)
     chunk_size: int | None = opt(None, lo=1)
     device: str = opt("auto", check=_device)
-    # order of equal scores: trec (doc id descending, as trec_eval sorts) | id_asc
+    # order of equal scores: trec (doc id descending, as trec_eval sorts) | id_asc | first
+    # (corpus position, the seed's setting 2) | numpy_desc (np.argsort(scores)[::-1], the seed's
+    # setting 1; exact backend, merge=single)
     ties: str = opt("trec", choices=_registry("mixsearch.retrieval", "TIES"))
     # single (one index over every doc) | zscore | rrf: per-modality lists merged (merge.py)
     merge: str = opt("single", choices=_registry("mixsearch.merge", "available_merges"))
@@ -345,6 +349,18 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="mixsearch_schema", node=RunConfig)
+
+
+def _seed_ties(variant: str, order: str) -> str:
+    """``${seed_ties:${metrics.ndcg_variant},<order>}``: the seed's tie order when the seed's
+    metrics are chosen (``metrics=seed_topk``), else the default order
+    (conf/experiment/paper/setting1.yaml, setting2.yaml)."""
+    return order if variant == "seed_topk" else RetrievalConfig.ties
+
+
+# at import: saved job configs (.hydra/config.yaml) resolve wherever the schema is imported
+if not OmegaConf.has_resolver("seed_ties"):
+    OmegaConf.register_new_resolver("seed_ties", _seed_ties)
 
 
 # ---- checks --------------------------------------------------------------------------------
