@@ -104,12 +104,17 @@ def resolve_fusion(fusion_cfg: dict[str, Any], encoder: Encoder) -> dict[str, An
     """``fusion.method=auto`` (and ``fusion.query=auto``) become ``joint`` for an encoder that
     embeds image+text items jointly and ``weighted`` for one that does not: each model's own
     recipe (VLM2Vec's rows of Table 1 are joint, the CLIP family's α-weighted), so one sweep
-    over both kinds of model runs each as its paper row did."""
+    over both kinds of model runs each as its paper row did. ``fusion.query=auto`` takes the
+    encoder's ``recipe_query`` when it has one (VLM2Vec: ``text``, the seed's queries)."""
     joint = bool(getattr(encoder, "supports_joint", False))
     out = dict(fusion_cfg)
     for key in ("method", "query"):
         if out.get(key) == "auto":
             out[key] = "joint" if joint else "weighted"
+    # a model whose recipe embeds queries its own way (VLM2Vec: text only, as the seed)
+    recipe = getattr(encoder, "recipe_query", None)
+    if fusion_cfg.get("query") == "auto" and recipe:
+        out["query"] = recipe
     return out
 
 
