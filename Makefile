@@ -2,11 +2,14 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
+# the system Chromium the viewer's browser tests drive (playwright never downloads one)
+CHROMIUM ?= /usr/bin/chromium
 # Tests never touch the network, the hub or W&B servers.
-TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
+TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled \
+	MIXSEARCH_CHROMIUM=$(CHROMIUM)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint demo toy-model bench bench-gpu bench-perf clean
+.PHONY: help install chromium test test-fast lint demo toy-model bench bench-gpu bench-perf clean view
 
 help: ## Show this help: the targets, then the variables they take
 	@echo "Targets:"
@@ -16,8 +19,16 @@ help: ## Show this help: the targets, then the variables they take
 	@grep -hE '^#> ' $(MAKEFILE_LIST) | \
 		awk '{name = $$2; $$1 = ""; $$2 = ""; sub(/^ +/, ""); printf "  \033[36m%-14s\033[0m %s\n", name, $$0}'
 
-install: ## Install mixsearch (editable) with test and FAISS extras
+install: ## Install mixsearch (editable) with test and FAISS extras, and Chromium for the browser tests
 	$(PIP) install -e ".[dev,faiss]"
+	@$(MAKE) --no-print-directory chromium
+
+chromium: ## The system Chromium of the viewer's browser tests (apt-get install chromium, as root)
+	@if [ -x "$(CHROMIUM)" ]; then echo "chromium: $(CHROMIUM)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else echo "No Chromium at $(CHROMIUM): the viewer's browser tests need one. Run" \
+		"'sudo apt-get install -y chromium' (Debian), or pass CHROMIUM=/path/to/chromium." >&2; exit 1; fi
 
 test: ## Run the offline test suite
 	$(TEST_ENV) $(PYTHON) -m pytest -q
@@ -46,6 +57,16 @@ bench-perf: ## CPU performance figures: alpha sweep ratio, extraction ratio (--t
 	$(PYTHON) experiments/bench_sweep.py
 	$(PYTHON) experiments/bench_extract.py --toy
 	$(PYTHON) experiments/bench_scale.py --docs 1000000 --queries 1000
+
+#> RUN            make view: the run dir to show (e.g. the calibration=gr run)
+#> BASELINE       make view: a run dir to compare it with (e.g. the calibration=none run)
+#> VIEW           make view: the HTML file to write (default view.html)
+RUN ?=
+BASELINE ?=
+VIEW ?= view.html
+view: ## Self-contained HTML viewer of a run's rankings (RUN=dir [BASELINE=dir] [VIEW=file])
+	@test -n "$(RUN)" || { echo "make view RUN=<run dir> [BASELINE=<run dir>] [VIEW=view.html]" >&2; exit 2; }
+	$(PYTHON) -m mixsearch.viewer $(RUN) $(BASELINE) --out $(VIEW)
 
 clean: ## Remove outputs/ and caches (keeps data/)
 	rm -rf outputs multirun .cache .pytest_cache .ruff_cache
