@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from typing import Any
 
 import torch
@@ -123,7 +124,7 @@ def measure_compute(
     with torch.inference_mode(), autocast:
         for field, records in counted.items():
             try:
-                flops = count_flops(lambda: _run(encoder, field, records, role, max_image_side))
+                flops = count_flops(partial(_run, encoder, field, records, role, max_image_side))
                 t0 = time.perf_counter()
                 _run(encoder, field, records, role, max_image_side)
                 timed_seconds += time.perf_counter() - t0
