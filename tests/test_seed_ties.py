@@ -240,3 +240,34 @@ def test_paper_presets_take_the_seed_order_with_the_seed_metrics(tmp_path, setti
     assert _resolved([f"experiment=paper/{setting}"], tmp_path)["retrieval"]["ties"] == "trec"
     override = [f"experiment=paper/{setting}", "metrics=seed_topk", "retrieval.ties=id_asc"]
     assert _resolved(override, tmp_path)["retrieval"]["ties"] == "id_asc"
+
+
+def test_numpy_desc_is_numpys_own_order_and_refused_where_it_cannot_hold():
+    from mixsearch.retrieval import IdOrder, search, search_blocks
+
+    rng = np.random.default_rng(1)
+    docs = rng.choice([-0.25, 0.25], (200, 16)).astype(np.float32)  # many exact ties
+    queries = rng.choice([-0.25, 0.25], (7, 16)).astype(np.float32)
+    top = search(queries, docs, 50, ties="numpy_desc")
+    for i, q in enumerate(queries):
+        expected = np.argsort(docs @ q)[::-1][:50]
+        np.testing.assert_array_equal(top.indices[i], expected)
+        np.testing.assert_array_equal(top.scores[i], (docs @ q)[expected])
+    first = search(queries, docs, 50, ties="first")
+    for i, q in enumerate(queries):  # a stable sort of -score: earlier position first
+        np.testing.assert_array_equal(first.indices[i], np.argsort(-(docs @ q), kind="stable")[:50])
+    with pytest.raises(ValueError, match="numpy_desc .* needs retrieval.backend=exact"):
+        search(queries, docs, 5, ties="numpy_desc", backend="faiss")
+    with pytest.raises(ValueError, match="numpy_desc"):
+        search_blocks(queries, [docs], 5, n_docs=200, ties="numpy_desc")
+    with pytest.raises(ValueError, match="numpy_desc depends on the scores"):
+        IdOrder(None, 3, "numpy_desc")
+
+
+def test_numpy_desc_takes_no_merge(data):
+    query_ids = [f"q{k}" for k in range(N_Q)]
+    qrels = {q: {f"d{int(t):03d}": 1} for q, t in zip(query_ids, data["target"], strict=True)}
+    with pytest.raises(ValueError, match="numpy_desc orders one score vector per query; it takes no retrieval.merge"):
+        evaluate(_bench(data, qrels, query_ids), _embs(data, query_ids), corpus={"mode": "remix", "seed": 42},
+                 calibration={"method": "none"}, fusion={"method": "weighted", "alpha": 0.5},
+                 retrieval={"k": 10, "ties": "numpy_desc", "merge": "rrf"}, metrics={"ks": [10]})
