@@ -9,7 +9,7 @@ TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_
 	MIXSEARCH_CHROMIUM=$(CHROMIUM)
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium test test-fast lint demo toy-model bench bench-gpu bench-perf clean view
+.PHONY: help install chromium test test-fast lint check-readme demo toy-model bench bench-gpu bench-perf clean view
 
 help: ## Show this help: the targets, then the variables they take
 	@echo "Targets:"
@@ -35,6 +35,12 @@ test: ## Run the offline test suite
 
 test-fast: ## Run the tests without the slow end-to-end ones
 	$(TEST_ENV) $(PYTHON) -m pytest -q -m "not slow"
+
+# the pages whose marked commands check-readme re-runs (experiments/check_readme.py)
+PAGES ?= README.md docs/*.md
+CHECK_ARGS ?=
+check-readme: ## Re-run the commands README.md and docs/ show, compare their printed numbers (PAGES=..., CHECK_ARGS=--slow)
+	$(TEST_ENV) $(PYTHON) -m experiments.check_readme $(CHECK_ARGS) $(PAGES)
 
 lint: ## Lint with ruff
 	$(PYTHON) -m ruff check mixsearch experiments tests run.py
@@ -86,6 +92,8 @@ clean: ## Remove outputs/ and caches (keeps data/)
 #> HYDRA_ARGS     extra overrides, e.g. HYDRA_ARGS="dataset.root=/data/MixBench25 paths.hf_cache=/shared/hf"
 #> SWEEP          reuse a finished sweep instead of running one: its dir (with multirun.yaml) or a dir holding mixbench/ setting1/ setting2/
 #> PYTHON         the interpreter (default python3)
+#> PAGES          check-readme: the markdown pages to check (default README.md docs/*.md)
+#> CHECK_ARGS     check-readme: --slow also runs the blocks marked slow (the zoo sweep), --show prints every output
 BENCH ?= mixbench
 LAUNCHER ?= basic
 LOGGER ?= none

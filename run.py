@@ -38,6 +38,9 @@ def _pin_gpu(cfg: DictConfig, job_num: int) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from mixsearch.config import ConfigError
+    from mixsearch.data.benchmark import DataError
+    from mixsearch.encoders.base import EncoderError
+    from mixsearch.logs import print_error, quiet_repeated_warnings
     from mixsearch.pipeline import run
     from mixsearch.signals import Interrupted, interruptible
     from mixsearch.tracking import write_status
@@ -45,6 +48,8 @@ def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     run_dir = hc.runtime.output_dir
     multirun = hc.mode == RunMode.MULTIRUN
+    # each distinct warning once on the terminal per sweep (every job's run.log keeps all)
+    quiet_repeated_warnings(hc.sweep.dir if multirun else None)
     if multirun:
         _pin_gpu(cfg, hc.job.num)
     overrides = list(hc.overrides.task)
@@ -63,6 +68,10 @@ def main(cfg: DictConfig) -> float | None:
             # a wrong option needs its message, not a traceback
             print(f"config error: {e}", file=sys.stderr)
             sys.exit(2)
+        if not multirun and isinstance(e, (DataError, EncoderError)):
+            # bad data or a model that cannot load: one line; the traceback goes to run.log
+            print_error("data" if isinstance(e, DataError) else "model", e)
+            sys.exit(1)
         if not multirun:
             raise
         # One failing job must not stop the rest of a sweep: record it, log it, go on.

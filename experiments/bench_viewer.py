@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mixsearch.viewer import build_view, write_view  # noqa: E402
-from tests.viewer_fixtures import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from mixsearch.viewer.chromium import launch  # noqa: E402
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
 
     times, heap, rows, queries = [], 0.0, 0, 0
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(pw)
         for _ in range(a.repeat):
             tab = browser.new_page(viewport={"width": 1280, "height": 900})
             t = time.perf_counter()

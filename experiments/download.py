@@ -26,7 +26,18 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from mixsearch.preflight import (
+    check_dataset,
+    check_model,
+    download_commands,
+    is_hub_dataset,
+    model_files,
+)
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
+#: what snapshot_download fetches of a transformers / Sentence Transformers / adapter repo
+_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "*.jinja", "*.py"]
+
 HINT = ("`make download` (python -m experiments.download) must run on a machine with access to "
         "the Hugging Face hub, writing into the HF_HOME / paths.hf_cache the compute nodes read.")
 
@@ -39,89 +50,6 @@ def _section(group: str, name: str, overrides: list[str]) -> dict[str, Any]:
         cfg = compose("config", overrides=[f"{group}={name}", *overrides], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # paths interpolate ${hydra:runtime.cwd}
     return OmegaConf.to_container(cfg[group], resolve=True)
-
-
-#: files of which one must be cached for a hub repo to count as present, by kind
-_CONFIGS = {"hf": ("config.json",), "openclip": ("open_clip_config.json",),
-            "st": ("modules.json", "config.json"), "adapter": ("adapter_config.json",)}
-_WEIGHTS = {"hf": ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"),
-            "openclip": ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
-            "st": ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"),
-            "adapter": ("adapter_model.safetensors", "adapter_model.bin")}
-#: what snapshot_download fetches of a transformers / Sentence Transformers / adapter repo
-_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "*.jinja", "*.py"]
-
-
-def _hub_id(value: Any) -> str | None:
-    """``value`` when it names a hub repo (``org/name``, not an existing local path)."""
-    text = str(value or "")
-    return text if "/" in text and not Path(text).exists() else None
-
-
-def model_files(name: str, spec: dict[str, Any]) -> list[tuple[str, str, str | None]]:
-    """``(kind, hub repo, revision)`` of every hub repo a model config loads, [] for local ones.
-
-    Kinds: ``hf`` (transformers), ``openclip``, ``st`` (Sentence Transformers or an mteb model's
-    repo) and ``adapter`` (a LoRA adapter merged into its base, e.g. VLM2Vec-Qwen2VL-7B).
-    """
-    target = str(spec.get("_target_", ""))
-    hub_name = str(spec.get("model_name") or "")
-    if hub_name.startswith("hf-hub:"):
-        return [("openclip", hub_name.removeprefix("hf-hub:"), None)]
-    if target.endswith("MtebEncoder"):
-        mteb_name = str(spec.get("name"))
-        if mteb_name.startswith("mteb/"):  # mteb's baselines are computed, not downloaded
-            return []
-        revision = spec.get("revision")
-        if revision is None:
-            import mteb
-
-            meta = mteb.get_model_meta(mteb_name, fetch_from_hf=False)
-            if not meta.open_weights:
-                return []
-            revision = meta.revision
-        return [("st", mteb_name, revision)]
-    if target.endswith("STEncoder"):
-        repo = _hub_id(spec.get("name"))
-        return [("st", repo, spec.get("revision"))] if repo else []
-    out = []
-    repo = _hub_id(spec.get("model_id_or_path"))
-    if repo:
-        out.append(("hf", repo, spec.get("revision")))
-    adapter = _hub_id(spec.get("adapter"))
-    if adapter:
-        out.append(("adapter", adapter, spec.get("adapter_revision")))
-    return out
-
-
-def download_commands(name: str, spec: dict[str, Any]) -> list[str]:
-    """The exact shell commands that pre-download model config ``name`` (empty when local)."""
-    cmds = []
-    for kind, repo, rev in model_files(name, spec):
-        if kind == "openclip":
-            cmds.append(f"python -c \"import open_clip; open_clip.create_model_from_pretrained("
-                        f"'hf-hub:{repo}')\"")
-        else:
-            cmds.append(f"hf download {repo}" + (f" --revision {rev}" if rev else ""))
-    return cmds
-
-
-def check_model(name: str, spec: dict[str, Any]) -> str | None:
-    """None when the model is usable offline, else what is missing and how to fetch it."""
-    from mixsearch.encoders.offline import hub_cached
-
-    cache = spec.get("cache_dir")
-    missing = []
-    for kind, repo, rev in model_files(name, spec):
-        present = any(hub_cached(repo, f, revision=rev, cache_dir=cache) for f in _CONFIGS[kind])
-        if present and any(hub_cached(repo, w, revision=rev, cache_dir=cache) for w in _WEIGHTS[kind]):
-            continue
-        missing.append(repo)
-    if not missing:
-        return None
-    verb = "is" if len(missing) == 1 else "are"
-    return (f"model {name}: {', '.join(missing)} {verb} not in the hub cache ({cache or 'HF_HOME'}); "
-            f"run: {' && '.join(download_commands(name, spec))}")
 
 
 def fetch_model(name: str, spec: dict[str, Any]) -> None:
@@ -139,17 +67,17 @@ def fetch_model(name: str, spec: dict[str, Any]) -> None:
                               allow_patterns=_PATTERNS)
 
 
-def _is_hub_dataset(spec: dict[str, Any]) -> bool:
-    return str(spec.get("_target_", "")).endswith("load_mixbench") and not spec.get("root")
-
-
 def fetch_dataset(name: str, spec: dict[str, Any]) -> None:
-    """Download a MixBench subset (hub repo files and pinned qrels), then load it once."""
+    """Download a MixBench subset (hub repo files and pinned qrels), then load it once; an
+    mteb task (``dataset=mteb``) is loaded once through mteb, which caches its pinned revision."""
     from huggingface_hub import snapshot_download
 
     from mixsearch.config import build, split_dataset_section
 
-    if not _is_hub_dataset(spec):
+    if not is_hub_dataset(spec):
+        return
+    if str(spec["_target_"]).endswith("load_mteb_task"):  # mteb's loader fills the datasets cache
+        build(split_dataset_section(spec)[0], f"dataset ({name})")
         return
     subset, cache = spec["subset"], spec.get("cache_dir")
     snapshot_download(spec["repo"], repo_type="dataset", revision=spec.get("revision"),
@@ -157,20 +85,6 @@ def fetch_dataset(name: str, spec: dict[str, Any]) -> None:
     snapshot_download(spec["qrels_repo"], repo_type="dataset", revision=spec.get("qrels_revision"),
                       allow_patterns=[f"{subset}/qrels/*"], cache_dir=cache)
     build(split_dataset_section(spec)[0], f"dataset ({name})")
-
-
-def check_dataset(name: str, spec: dict[str, Any]) -> str | None:
-    """None when the dataset loads from local files and caches only, else the loader's error."""
-    from mixsearch.config import build, split_dataset_section
-    from mixsearch.data.benchmark import DataError
-
-    if not _is_hub_dataset(spec):
-        return None
-    try:
-        build(split_dataset_section(spec)[0], f"dataset ({name})")
-    except DataError as e:
-        return f"dataset {name}: {e}"
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,10 +60,10 @@ def _grid(n: int) -> tuple[plt.Figure, list[plt.Axes]]:
     return fig, flat[:n]
 
 
-def _save(fig: plt.Figure, out: Path) -> list[Path]:
+def _save(fig: plt.Figure, out: Path, rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> list[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = [out.with_suffix(".png"), out.with_suffix(".pdf")]
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     for p in paths:
         fig.savefig(p, dpi=150)
     plt.close(fig)
@@ -85,6 +85,59 @@ def _near_one_axis(ax: plt.Axes) -> None:
     ax.set_xlim(0.0, 1.0)
     ticks = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0]
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=7)
+    # say so on the plot: the shaded part (p >= 0.9) is drawn wider than its share of [0, 1]
+    # (the x label says so too: line_panels(near_one=True))
+    ax.axvspan(0.9, 1.0, color="0.93", zorder=0, linewidth=0)
+
+
+def _figure_legend(fig: plt.Figure, axes: list[plt.Axes]) -> float:
+    """One legend for all panels, below them (never over a line or bar); returns the figure
+    fraction it takes at the bottom."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    if not seen:
+        return 0.0
+    ncol = min(len(seen), 4)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    rows = math.ceil(len(seen) / ncol)
+    return (0.12 + 0.2 * rows) / fig.get_figheight()
+
+
+def _unit_y(ax: plt.Axes) -> None:
+    """A score axis from 0 to 1, whatever the data (panels compare at a glance)."""
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_yticks(np.linspace(0.0, 1.0, 6))
+
+
+def place_labels(ax: plt.Axes, items: list[tuple[float, float, str, dict[str, object]]]) -> None:
+    """Annotate each ``(x, y, label, text style)`` at the first of a few offsets where it
+    overlaps no label placed before it (labels of nearby points otherwise print over one
+    another). Call it after the layout is final: offsets are measured on the drawn figure."""
+    from matplotlib.transforms import Bbox
+
+    renderer = ax.figure.canvas.get_renderer()
+    offsets = [(4, 3, "left"), (4, -9, "left"), (-4, 3, "right"), (-4, -9, "right"),
+               (4, 11, "left"), (4, -17, "left"), (-4, 11, "right"), (-4, -17, "right")]
+    # the points themselves are obstacles too: a label must not cover another point's marker
+    r = 3.5 * ax.figure.dpi / 72  # about a marker; a label at its own point's first offset clears it
+    placed: list[object] = [Bbox.from_extents(px - r, py - r, px + r, py + r)
+                            for px, py in ax.transData.transform([(x, y) for x, y, *_ in items] or
+                                                                 np.empty((0, 2)))]
+    for x, y, label, style in items:
+        for dx, dy, ha in offsets:
+            note = ax.annotate(label, (x, y), xytext=(dx, dy), textcoords="offset points",
+                               ha=ha, **style)  # type: ignore[arg-type]
+            box = note.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            note.remove()
+        else:  # every offset is taken: the first one, overlapping
+            note = ax.annotate(label, (x, y), xytext=offsets[0][:2], textcoords="offset points",
+                               **style)  # type: ignore[arg-type]
+            box = note.get_window_extent(renderer)
+        placed.append(box)
 
 
 def _band(ax: plt.Axes, line: pd.DataFrame, x: str, metric: str, color: str | None) -> None:
@@ -118,6 +171,7 @@ def line_panels(
     """
     panels = list(data.groupby(["model", "benchmark"], sort=True))
     fig, axes = _grid(len(panels))
+    best_labels: list[tuple[plt.Axes, tuple[float, float, str, dict[str, object]]]] = []
     for ax, ((model, bench), panel) in zip(axes, panels, strict=True):
         for method in sorted(panel["calibration"].unique(), key=_method_order):
             line = panel[panel["calibration"] == method].sort_values(x)
@@ -128,9 +182,8 @@ def line_panels(
                 best = line.loc[line[metric].idxmax()]
                 ax.scatter([best[x]], [best[metric]], marker="*", s=140, zorder=4,
                            color=style.get("color", "k"), edgecolors="k", linewidths=0.5)
-                ax.annotate(f"best {_SYMBOL.get(x, x)}={best[x]:g}", (best[x], best[metric]), fontsize=7,
-                            xytext=(0, 7), textcoords="offset points", ha="center",
-                            color=style.get("color", "k"))
+                best_labels.append((ax, (best[x], best[metric], f"best {_SYMBOL.get(x, x)}={best[x]:g}",
+                                         {"fontsize": 7, "color": style.get("color", "k")})))
         for method, points in readings(str(model), str(bench)).items():
             px, py = zip(*points, strict=True)
             ax.scatter(px, py, facecolors="none", edgecolors=_style(method).get("color", "k"),
@@ -138,12 +191,16 @@ def line_panels(
         if near_one:
             _near_one_axis(ax)
         ax.set_title(f"{_name(panel, model)} · {bench}", fontsize=10)
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(xlabel + ("\n(shaded: axis stretched for p ≥ 0.9)" if near_one else ""))
         ax.set_ylabel(metric.upper())
+        _unit_y(ax)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     fig.suptitle(title + "\n(bands: 95 % bootstrap CI over queries)", fontsize=11)
-    return _save(fig, out)
+    bottom = _figure_legend(fig, axes)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    for ax in axes:  # after the layout: the labels' places are measured on the drawn panel
+        place_labels(ax, [item for a, item in best_labels if a is ax])
+    return _save(fig, out, rect=(0, bottom, 1, 1))
 
 
 def _yerr(rows: pd.DataFrame, keys: list[str], metric: str) -> np.ndarray | None:
@@ -200,15 +257,16 @@ def bar_panels(
         ax.set_xticks(range(len(ticks)), ticks, rotation=20, fontsize=8)
         ax.set_title(" · ".join([_name(panel, model), *map(str, key[1:])]), fontsize=10)
         ax.set_ylabel(metric.upper())
-        ax.set_ylim(0, 1.2)  # headroom for the legend above the bars
+        _unit_y(ax)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper center", ncol=3)
     fig.suptitle(title + "\n(error bars: 95 % bootstrap CI over queries)", fontsize=11)
-    return _save(fig, out)
+    bottom = _figure_legend(fig, axes)  # below the panels: bars reach 1.0
+    return _save(fig, out, rect=(0, bottom, 1, 1))
 
 
 def compute_scatter(
-    points: pd.DataFrame, paper: list[tuple[str, float, float]], title: str, out: Path
+    points: pd.DataFrame, paper: list[tuple[str, float, float]], title: str, out: Path,
+    *, separate: bool = False,
 ) -> list[Path]:
     """NDCG@10 against GFLOPs per document on a log axis: our runs filled and labelled, the
     paper's rows hollow (its compute axis is read off the figure, approximate).
@@ -218,29 +276,45 @@ def compute_scatter(
         paper: ``(row name, GFLOPs, NDCG@10)`` of the paper's rows.
         title: figure title.
         out: output path without suffix.
+        separate: our scores are not on the paper's benchmark (the toy): draw them on their
+            own panel and y axis beside the paper's, never on one scale with its numbers.
 
     Returns:
         The PNG and PDF paths.
     """
-    fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    if separate:
+        fig, (ours, theirs) = plt.subplots(1, 2, figsize=(11.0, 4.6), sharex=True)
+        ours.set_title("ours (not the paper's benchmark)", fontsize=9)
+        theirs.set_title("the paper (MixBench, Table 1 means; compute read off Fig. 4)", fontsize=9)
+        axes = [ours, theirs]
+    else:
+        fig, ours = plt.subplots(figsize=(7.0, 4.6))
+        theirs, axes = ours, [ours]
+    labels: dict[plt.Axes, list[tuple[float, float, str, dict[str, object]]]] = {ax: [] for ax in axes}
     for r in points.itertuples():
-        ax.scatter(r.gflops_per_doc, r.ndcg10, color=_style(str(r.calibration)).get("color", "k"), s=36)
-        ax.annotate(str(r.method), (r.gflops_per_doc, r.ndcg10), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+        ours.scatter(r.gflops_per_doc, r.ndcg10, color=_style(str(r.calibration)).get("color", "k"), s=36)
+        labels[ours].append((r.gflops_per_doc, r.ndcg10, str(r.method), {"fontsize": 7}))
     for name, gflops, ndcg in paper:
-        ax.scatter(gflops, ndcg, facecolors="none", edgecolors="tab:red" if name.startswith("GR-")
-                   else "tab:blue", s=40)
-        ax.annotate(f"paper: {name}", (gflops, ndcg), fontsize=6, color="0.4",
-                    xytext=(4, -8), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set_xlabel("GFLOPs per document (log scale; measured with torch's FLOP counter)")
-    ax.set_ylabel("NDCG@10 (mean over benchmarks)")
-    ax.grid(alpha=0.3, which="both")
+        theirs.scatter(gflops, ndcg, facecolors="none", edgecolors="tab:red" if name.startswith("GR-")
+                       else "tab:blue", s=40)
+        labels[theirs].append((gflops, ndcg, f"paper: {name}" if not separate else name,
+                               {"fontsize": 6, "color": "0.4"}))
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("GFLOPs per document (log scale; measured with torch's FLOP counter)"
+                      if ax is ours else "GFLOPs per document (log scale; the paper's axis)")
+        ax.set_ylabel("NDCG@10 (mean over benchmarks)")
+        ax.grid(alpha=0.3, which="both")
+        ax.margins(x=0.25, y=0.15)  # room for the labels right of the outermost points
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=_style(m).get("color", "k"),
                           label=_style(m)["label"]) for m in sorted(points["calibration"].unique(),
                                                                    key=_method_order)]
     handles.append(plt.Line2D([], [], marker="o", linestyle="", markerfacecolor="none",
                               color="0.4", label="paper ≈ (Table 1, Fig. 4 axis)"))
-    ax.legend(handles=handles, fontsize=7)
-    ax.set_title(title, fontsize=10)
-    return _save(fig, out)
+    fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=len(handles), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    rect = (0, 0.07, 1, 1)
+    fig.tight_layout(rect=rect)
+    for ax in axes:
+        place_labels(ax, labels[ax])
+    return _save(fig, out, rect=rect)

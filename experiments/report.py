@@ -3,10 +3,12 @@
     python -m experiments.report <sweep dirs...> [--out DIR] [--figures table1 figure4 ...]
     python -m experiments.report summarize <sweep dirs...> [--out DIR]   # summary.csv/.md only
     python -m experiments.report compare RUN_A RUN_B [--metric ndcg@10] [--json]
+    python -m experiments.report export-mteb RUN_OR_SWEEP_DIR... --out DIR   # mteb result files
 
 Artefacts in ``--out`` (default: the single sweep dir): ``summary.{csv,md}``,
 ``table1.{md,csv}``, ``figure2..4.{png,pdf,csv}``, ``zoo.{md,csv}`` (calibration × merge,
-CIs, Holm-corrected tests against GR; experiment=zoo), ``samples.{png,pdf,csv}`` (NDCG@10 vs
+CIs, Holm-corrected tests against GR; experiment=zoo), ``gr_help.{md,csv}`` ("does GR help?":
+none vs GR per model and benchmark, CIs, Holm; docs/mteb.md), ``samples.{png,pdf,csv}`` (NDCG@10 vs
 calibration sample count; experiment=ablation/samples) and ``report.md``. Jobs are matched to the
 paper by their model config name, ``calibration.method`` and ``dataset.subset``; results the
 paper has no number for (the toy benchmark, other models) show "–" in the paper columns.
@@ -26,13 +28,14 @@ from typing import Any
 
 import pandas as pd
 
-from experiments import paper, plots, zoo
+from experiments import gr_help, paper, plots, zoo
 from mixsearch import stats
 from mixsearch.callbacks import Job, collect_jobs, markdown_table, read_per_query, write_summary
 from mixsearch.jobinfo import benchmark_kind, model_display_name, sweep_group
 from mixsearch.tracking import atomic_write_text
 
-ARTEFACTS = ("table1", "figure2", "figure3", "figure4", "modality", "compute", "zoo", "samples")
+ARTEFACTS = ("table1", "figure2", "figure3", "figure4", "modality", "compute", "zoo", "samples",
+             "gr_help")
 #: Which corpus mode each artefact reads (released = MixBench setting 3).
 CORPUS_MODE = {"table1": "released", "figure2": "replace", "figure3": "all_multimodal",
                "figure4": "released", "modality": "released", "compute": "released"}
@@ -226,9 +229,10 @@ def compute_figure(facts: pd.DataFrame, out: Path) -> list[Path]:
                 cells = [paper.TABLE1[name][b]["ndcg@10"] for b in paper.SUBSETS.values()]
                 ref.append((name, gflops, sum(cells) / len(cells)))
     title = "NDCG@10 against compute per document"
-    if not points["method"].isin(paper.TABLE1).any():
-        title += " (ours: not the paper's benchmark)"
-    paths = plots.compute_scatter(points, ref, title, out / "compute")
+    elsewhere = (data["kind"] == "toy").any() or not points["method"].isin(paper.TABLE1).any()
+    if elsewhere:
+        title += " (ours: not the paper's benchmark, on its own axis)"
+    paths = plots.compute_scatter(points, ref, title, out / "compute", separate=bool(elsewhere))
     atomic_write_text(out / "compute.csv", points.to_csv(index=False))
     return [*paths, out / "compute.csv"]
 
@@ -323,9 +327,10 @@ def render(sweeps: list[Path], out: Path, artefacts: list[str] | None) -> tuple[
     skipped = []
     for name in artefacts or ARTEFACTS:
         try:
-            if name in ("zoo", "samples"):  # calibration x merge zoo, sample-count ablation
+            if name in ("zoo", "samples", "gr_help"):  # tables and figures over zoo_facts
                 ablation = zoo.zoo_facts(jobs)
-                written += zoo.zoo_table(ablation, out) if name == "zoo" else zoo.samples_figure(ablation, out)
+                written += {"zoo": zoo.zoo_table, "samples": zoo.samples_figure,
+                            "gr_help": gr_help.gr_help_table}[name](ablation, out)
                 continue
             written += table1(facts, out) if name == "table1" else figure(facts, name, out)
         except ValueError as e:
@@ -405,14 +410,29 @@ def compare_main(argv: list[str]) -> int:
     return 0
 
 
+#: The other commands, listed under the report's ``--help``.
+COMMANDS = """other commands:
+  summarize SWEEP [SWEEP ...] [--out DIR]
+                        only rebuild summary.csv / summary.md of the sweeps
+  compare RUN_A RUN_B [--metric ndcg@10] [--json]
+                        B - A on the common queries: 95 % paired bootstrap CI and a paired
+                        randomisation test (python -m experiments.report compare --help)"""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "compare":
         return compare_main(argv[1:])
+    if argv and argv[0] == "export-mteb":
+        from mixsearch.mteb_export import main as export_main
+
+        return export_main(argv[1:])
     summarize_only = bool(argv) and argv[0] == "summarize"
     parser = argparse.ArgumentParser(prog="python -m experiments.report" + (" summarize" if summarize_only else ""),
-                                     description=__doc__.split("\n\n")[0])
+                                     description=__doc__.split("\n\n")[0],
+                                     epilog=None if summarize_only else COMMANDS,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweeps", nargs="+", type=Path, help="sweep dirs (<dir>/<n>/ job dirs)")
     parser.add_argument("--out", type=Path, help="output dir (default: the single sweep dir)")
     if not summarize_only:

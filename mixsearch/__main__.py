@@ -10,6 +10,7 @@ from typing import Any
 
 from mixsearch.config import ConfigError, build
 from mixsearch.data.benchmark import DataError
+from mixsearch.encoders.base import EncoderError
 
 
 def _model(name: str, overrides: list[str]) -> tuple[dict[str, Any], str]:
@@ -21,6 +22,8 @@ def _model(name: str, overrides: list[str]) -> tuple[dict[str, Any], str]:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from mixsearch.collection import (
         embed_items,
         load_means,
@@ -45,6 +48,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.calibration == "gr":
         means = load_means(args.means) if args.means else transductive_means(
             _stack(text, encoder.dim), _stack(image, encoder.dim))
+        dims = {r: len(v) for r, v in vars(means).items() if isinstance(v, np.ndarray)}
+        wrong = {r: d for r, d in dims.items() if d != encoder.dim}
+        if wrong:
+            raise DataError(f"--means {args.means}: {', '.join(f'{r} has dim {d}' for r, d in wrong.items())}"
+                            f", but {encoder.name} embeds in dim {encoder.dim}")
     meta = write_index(args.out, coll, encoder, spec, text, image, means, st.skipped or {})
     cal = "none" if means is None else f"gr, means {means.source}" + (
         f" ({args.means})" if args.means else f" (fitted on this collection: {means.n_samples})")
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (DataError, ConfigError, ValueError) as e:
+    except (DataError, ConfigError, EncoderError, ValueError) as e:
         print(f"mixsearch {args.command}: {e}", file=sys.stderr)
         return 2
 

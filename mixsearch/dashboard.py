@@ -1,21 +1,29 @@
-"""The paper's W&B workspace as code (wandb-workspaces): one view of a project's mixsearch runs.
+"""mixsearch's W&B views as code (wandb-workspaces): each view shows only the runs its numbers
+are about.
 
-    python -m mixsearch.dashboard --entity TEAM --project mixsearch     # saves the view, prints its URL
-    python -m mixsearch.dashboard --dry-run --out spec.json            # the view's spec, no network
+    python -m mixsearch.dashboard --entity TEAM --project mixsearch     # saves the views, prints their URLs
+    python -m mixsearch.dashboard --dry-run --out spec.json            # the views' specs, no network
 
-Sections, all read from what :mod:`mixsearch.tracking` logs:
+A W&B view has one run filter for all its panels, so there is one view per kind of number:
 
-* **NDCG@10 by model × calibration** (Table 1): bars of ``ndcg@10``, ``ndcg@100`` and
-  ``recall@1`` per ``config.model_calibration`` (``CLIP-B/16 · gr``), mean ± stderr over the
-  benchmarks of the filtered runs.
-* **α curves** (setting 2) and **p curves** (setting 1): the sweep runs' line plots
-  (``curves/fusion_alpha/*`` against ``fusion_alpha``, ``curves/corpus_p/*`` against
-  ``corpus_p``), plus every job as a point (config value against summary ``ndcg@10``).
-* **Per target modality**: ``by_target_modality/<text|image|image+text>/ndcg@10`` bars.
-* **Modality gap before and after calibration**: ``gap/centroid_distance_before|after`` bars.
+* **Table 1** (:data:`TABLE1_FILTER`): only the runs that make the paper's Table 1: experiment
+  ``paper/mixbench`` on MixBench, the released corpus, α = 0.5, calibration none or GR, and the
+  model's paper fusion (``paper_fusion``: joint for VLM2Vec, α-weighted for the CLIP family).
+  Bars of ``ndcg@10``, ``ndcg@100``, ``recall@1`` per ``model_calibration`` (``CLIP-B/16 ·
+  gr``): the mean over the runs of each bar, error bars the standard error over those runs
+  (one per MixBench subset when each subset ran once; a repeated run counts twice). Also
+  NDCG@10 per target modality and the modality gap before/after calibration, same runs.
+* **Sweeps** (:data:`SWEEP_FILTER`): MixBench and BEIR runs (no toy), grouped by sweep (W&B
+  group = sweep dir): α curves (setting 2) and p curves (setting 1) as the sweep runs logged
+  them (``curves/fusion_alpha/*`` against ``fusion_alpha``, ``curves/corpus_p/*`` against
+  ``corpus_p``), plus every job as a point.
+* **Toy** (:data:`TOY_FILTER`): the offline toy benchmark's runs, grouped by sweep, under
+  titles that say "toy": checks of the machinery, not numbers comparable with the paper's.
 
-``--filters`` takes a W&B filter expression for the run set, e.g.
-``"Config('corpus.mode') = 'released'"`` or ``"Group = '2026-12-02_13-00-00/mixbench'"``.
+The filters read config keys :mod:`mixsearch.tracking` writes: ``experiment`` and ``bench``
+(flat), ``corpus.mode``, ``fusion.alpha``, ``calibration.method`` and ``paper_fusion``.
+``--filters`` adds a W&B filter expression to every view, e.g. ``"Config('model_name') =
+'CLIP-B/16'"``.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,50 +43,103 @@ GROUP_KEY = "model_calibration"
 CURVES = {"fusion.alpha": "α curves (setting 2: all docs image+text, text weight α)",
           "corpus.p": "p curves (setting 1: ratio p of docs shown as images)"}
 
+#: The runs of the paper's Table 1 (mixsearch.tracking writes every key used here).
+TABLE1_FILTER = ("Config('experiment') = 'paper/mixbench' and Config('bench') = 'mixbench' "
+                 "and Config('corpus.mode') = 'released' and Config('fusion.alpha') = 0.5 "
+                 "and Config('calibration.method') in ['none', 'gr'] "
+                 "and Config('paper_fusion') = True and JobType = 'eval'")
+#: Sweeps on real benchmarks: the jobs and the sweep runs that hold the curves; no toy.
+SWEEP_FILTER = "Config('bench') in ['mixbench', 'beir', 'mixed']"
+#: The toy benchmark's runs only.
+TOY_FILTER = "Config('bench') = 'toy'"
+ERROR_BARS = "mean ± standard error over the runs of each bar: one per MixBench subset"
 
-def build_workspace(entity: str, project: str, *, name: str = "mixsearch: closing the modality gap",
-                    filters: str = "") -> Any:
-    """The paper's workspace (a ``wandb_workspaces.workspaces.Workspace``, not saved).
+
+@dataclass(frozen=True)
+class View:
+    """One saved view: its name, run filter, grouping and sections."""
+
+    key: str
+    name: str
+    filters: str
+    group_by_sweep: bool
+
+
+VIEWS = (
+    View("table1", "mixsearch: Table 1 (MixBench, released corpus, alpha 0.5, paper fusion)",
+         TABLE1_FILTER, False),
+    View("sweeps", "mixsearch: sweeps on MixBench / BEIR, grouped by sweep", SWEEP_FILTER, True),
+    View("toy", "mixsearch: toy benchmark (offline checks, not paper numbers)", TOY_FILTER, True),
+)
+
+
+def _bars(wr: Any, title: str, metrics: list[str], rangefunc: str = "stderr") -> Any:
+    return wr.BarPlot(title=title, metrics=metrics, orientation="v", groupby=wr.Config(GROUP_KEY),
+                      groupby_aggfunc="mean", groupby_rangefunc=rangefunc)
+
+
+def _table1_sections(ws: Any, wr: Any) -> list[Any]:
+    return [
+        ws.Section(name="Table 1: NDCG@10, NDCG@100, Recall@1 by model × calibration", is_open=True,
+                   panels=[_bars(wr, f"{m.upper()} by model × calibration ({ERROR_BARS})", [m])
+                           for m in TABLE1_METRICS]),
+        ws.Section(name="NDCG@10 per target modality (Table 1 runs)", is_open=True, panels=[
+            _bars(wr, f"NDCG@10 by the relevant document's modality ({ERROR_BARS})",
+                  [f"by_target_modality/{m}/ndcg@10" for m in MODALITIES])]),
+        ws.Section(name="Modality gap before and after calibration (Table 1 runs)", is_open=True, panels=[
+            _bars(wr, f"text-image centroid distance, before and after ({ERROR_BARS})",
+                  ["gap/centroid_distance_before", "gap/centroid_distance_after"])]),
+    ]
+
+
+def _curve_sections(ws: Any, wr: Any, label: str) -> list[Any]:
+    sections = []
+    for key, title in CURVES.items():
+        step = key.replace(".", "_")  # the sweep runs' step metric (dots read as nesting)
+        sections.append(ws.Section(name=f"{label}{title}", is_open=True, panels=[
+            wr.LinePlot(title=f"{label}NDCG@10 vs {key} (one line per series of each sweep)", x=step,
+                        metric_regex=f"^curves/{step}/.*", title_x=key, title_y="NDCG@10"),
+            wr.ScatterPlot(title=f"{label}NDCG@10 vs {key}, every job (no error bars: one run each)",
+                           x=wr.Config(key), y=wr.SummaryMetric("ndcg@10")),
+        ]))
+    return sections
+
+
+def _and(*expressions: str) -> str:
+    return " and ".join(e for e in expressions if e)
+
+
+def build_workspace(entity: str, project: str, view: View | str = "table1", *, filters: str = "") -> Any:
+    """One view (a ``wandb_workspaces.workspaces.Workspace``, not saved).
 
     Args:
         entity: W&B entity (team or user) the view is saved to.
         project: W&B project holding the runs.
-        name: the view's name.
-        filters: W&B filter expression selecting the runs ("" = all runs of the project).
+        view: a :data:`VIEWS` entry or its key (``table1``, ``sweeps``, ``toy``).
+        filters: a W&B filter expression added to the view's own filter ("" = none).
     """
     import wandb_workspaces.reports.v2 as wr
     import wandb_workspaces.workspaces as ws
 
-    by_method = wr.Config(GROUP_KEY)
-
-    def bars(title: str, metrics: list[str]) -> Any:
-        return wr.BarPlot(title=title, metrics=metrics, orientation="v", groupby=by_method,
-                          groupby_aggfunc="mean", groupby_rangefunc="stderr")
-
-    sections = [ws.Section(name="NDCG@10 by model × calibration (Table 1)", is_open=True, panels=[
-        bars(f"{m.upper()} by model × calibration (mean ± stderr over benchmarks)", [m])
-        for m in TABLE1_METRICS])]
-    for key, title in CURVES.items():
-        step = key.replace(".", "_")  # the sweep runs' step metric (dots read as nesting)
-        sections.append(ws.Section(name=title, is_open=True, panels=[
-            wr.LinePlot(title=f"NDCG@10 vs {key} (one line per sweep series)", x=step,
-                        metric_regex=f"^curves/{step}/.*", title_x=key, title_y="NDCG@10"),
-            wr.ScatterPlot(title=f"NDCG@10 vs {key}, every job", x=wr.Config(key),
-                           y=wr.SummaryMetric("ndcg@10")),
-        ]))
-    sections.append(ws.Section(name="NDCG@10 per target modality", is_open=True, panels=[
-        bars("NDCG@10 by the relevant document's modality",
-             [f"by_target_modality/{m}/ndcg@10" for m in MODALITIES])]))
-    sections.append(ws.Section(name="Modality gap before and after calibration", is_open=True, panels=[
-        bars("text-image centroid distance, before and after",
-             ["gap/centroid_distance_before", "gap/centroid_distance_after"])]))
+    if isinstance(view, str):
+        view = next(v for v in VIEWS if v.key == view)
+    if view.key == "table1":
+        sections = _table1_sections(ws, wr)
+    else:
+        sections = _curve_sections(ws, wr, "toy: " if view.key == "toy" else "")
     return ws.Workspace(
-        entity=entity, project=project, name=name, sections=sections,
+        entity=entity, project=project, name=view.name, sections=sections,
         runset_settings=ws.RunsetSettings(
-            filters=filters,
+            filters=_and(view.filters, filters),
+            groupby=[ws.Metric("Group")] if view.group_by_sweep else [],
             pinned_columns=["config:model_name", "config:choices.calibration", "config:choices.dataset",
                             "summary:ndcg@10"]),
     )
+
+
+def build_workspaces(entity: str, project: str, *, filters: str = "") -> list[Any]:
+    """Every view of :data:`VIEWS`, in order."""
+    return [build_workspace(entity, project, v, filters=filters) for v in VIEWS]
 
 
 def workspace_spec(workspace: Any) -> dict[str, Any]:
@@ -93,28 +155,36 @@ def main(argv: list[str] | None = None) -> int:
                         help="W&B entity (default: $WANDB_ENTITY)")
     parser.add_argument("--project", default=os.environ.get("WANDB_PROJECT") or "mixsearch",
                         help="W&B project (default: $WANDB_PROJECT, else mixsearch)")
-    parser.add_argument("--name", default="mixsearch: closing the modality gap", help="view name")
-    parser.add_argument("--filters", default="", help="W&B filter expression for the run set")
-    parser.add_argument("--dry-run", action="store_true", help="build the spec only, never touch the network")
-    parser.add_argument("--out", type=Path, help="write the spec as JSON to this file")
+    parser.add_argument("--views", default=",".join(v.key for v in VIEWS),
+                        help="comma-separated views to build (default: all: table1,sweeps,toy)")
+    parser.add_argument("--filters", default="", help="W&B filter expression added to every view's filter")
+    parser.add_argument("--dry-run", action="store_true", help="build the specs only, never touch the network")
+    parser.add_argument("--out", type=Path, help="write the specs as JSON to this file ({view: spec})")
     args = parser.parse_args(argv)
     if not args.dry_run and not args.entity:
-        parser.error("--entity (or WANDB_ENTITY) is required to save the workspace; "
-                     "use --dry-run --out FILE to write its spec offline")
+        parser.error("--entity (or WANDB_ENTITY) is required to save the views; "
+                     "use --dry-run --out FILE to write their specs offline")
+    keys = [k for k in args.views.split(",") if k]
+    unknown = [k for k in keys if k not in {v.key for v in VIEWS}]
+    if unknown:
+        parser.error(f"--views: unknown view {unknown[0]!r}; views: {', '.join(v.key for v in VIEWS)}")
     try:
-        workspace = build_workspace(args.entity or "", args.project, name=args.name, filters=args.filters)
-        spec = workspace_spec(workspace)
+        workspaces = {k: build_workspace(args.entity or "", args.project, k, filters=args.filters)
+                      for k in keys}
+        specs = {k: workspace_spec(w) for k, w in workspaces.items()}
     except (ValueError, SyntaxError) as e:  # a bad --filters expression
         print(f"error: --filters: {e}", file=sys.stderr)
         return 2
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.out}: {len(workspace.sections)} sections, "
-              f"{sum(len(s.panels) for s in workspace.sections)} panels")
+        args.out.write_text(json.dumps(specs, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}: {len(specs)} views, "
+              f"{sum(len(w.sections) for w in workspaces.values())} sections, "
+              f"{sum(len(s.panels) for w in workspaces.values() for s in w.sections)} panels")
     if not args.dry_run:
-        workspace.save()
-        print(workspace.url)
+        for workspace in workspaces.values():
+            workspace.save()
+            print(f"{workspace.name}: {workspace.url}")
     return 0
 
 

@@ -164,17 +164,18 @@ class Evaluator:
         shown = [self.assignment[r.id] for r in records]
         has_text = np.array([s != "image" for s in shown])
         has_image = np.array([s != "text" for s in shown])
-        text = _rows(embs, "corpus/text", [r.id for r, t in zip(records, has_text, strict=True) if t])
         image_keys = [doc_image_key(r, self.corpus_cfg["mode"], self.corpus_cfg["replace_with"])
                       if i else None for r, i in zip(records, has_image, strict=True)]
         dim = _dim(embs)
+        full_text = np.zeros((len(records), dim), np.float32)
+        if has_text.any():  # an image-only corpus (text-to-image tasks) has no text embeddings
+            full_text[has_text] = _rows(
+                embs, "corpus/text", [r.id for r, t in zip(records, has_text, strict=True) if t])
         image = np.zeros((len(records), dim), np.float32)
         for key in ("corpus/image", "corpus/screenshot"):
             rows = [n for n, k in enumerate(image_keys) if k == key]
             if rows:
                 image[rows] = _rows(embs, key, [records[n].id for n in rows])
-        full_text = np.zeros((len(records), dim), np.float32)
-        full_text[has_text] = text
         joint = _joint_rows(embs, "corpus/joint", records, has_text & has_image, dim)
         return make_views([r.id for r in records], full_text, image, has_text, has_image, joint)
 

@@ -21,6 +21,7 @@ from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
 from mixsearch.embed.extract import embed_benchmark, embed_records, has_field
 from mixsearch.encoders.base import Encoder, joint_unsupported_message
+from mixsearch.logs import progress_bars_off
 from mixsearch.schema import validate
 from mixsearch.tracking import (
     git_commit,
@@ -240,6 +241,29 @@ def skipped_items(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def skip_policy(dataset_cfg: dict[str, Any], embed_cfg: dict[str, Any]) -> dict[str, Any]:
+    """``dataset.on_missing=skip`` (the one documented option) also skips images that cannot
+    be decoded at extraction: the embed options with ``on_missing=skip``. ``embed.on_missing``
+    alone (older configs) still skips only what extraction cannot read."""
+    if dataset_cfg.get("on_missing") == "skip":
+        return {**embed_cfg, "on_missing": "skip"}
+    return embed_cfg
+
+
+def image_files(bench: Benchmark) -> dict[tuple[str, str], str]:
+    """``(split, id) -> image file`` of the queries and documents whose image is a file."""
+    out = {}
+    for split, records in (("queries", bench.queries), ("corpus", bench.corpus)):
+        for r in records:
+            if r.image is not None and r.image.path is not None:
+                out[(split, r.id)] = r.image.path
+    for name, records in bench.calibration.items():
+        for r in records:
+            if r.image is not None and r.image.path is not None:
+                out[(f"calibration/{name}", r.id)] = r.image.path
+    return out
+
+
 def apply_skips(
     bench: Benchmark, stats: list[dict[str, Any]]
 ) -> tuple[Benchmark, dict[str, str], list[dict[str, Any]]]:
@@ -368,7 +392,9 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = ()) -> 
     run_dir = Path(cfg["paths"]["output_dir"])
     tracker = start_tracker(cfg, run_dir)
     try:
-        out = _run(cfg, run_dir, tracker, warnings)
+        # embed.progress=false: no bars at all, also those third-party encoders draw
+        with progress_bars_off(not section(cfg, "embed").get("progress", True)):
+            out = _run(cfg, run_dir, tracker, warnings)
     except BaseException as e:
         tracker.finish(ok=False, error=e)
         raise
@@ -383,8 +409,9 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     seed_everything(int(cfg.get("seed", 0)))
     corpus_cfg, cal_cfg = section(cfg, "corpus"), section(cfg, "calibration")
     dataset_spec, dataset_opts = split_dataset_section(cfg["dataset"])
+    embed_cfg = skip_policy(section(cfg, "dataset"), section(cfg, "embed"))
     # images are decoded through embed_records, so the decode size travels with its options
-    embed_cfg = {**section(cfg, "embed"), "max_image_side": dataset_opts["max_image_side"]}
+    embed_cfg = {**embed_cfg, "max_image_side": dataset_opts["max_image_side"]}
 
     bench = build_shared(dataset_spec, "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
@@ -418,9 +445,11 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
         retrieval=section(cfg, "retrieval"), metrics=section(cfg, "metrics"), pools=pools,
         skipped_docs=skipped_docs,
     )
+    files = image_files(bench)
     for s in skipped:
         split = s["entry"].split("/")[0]
         s["dropped"] = split == "queries" or s["id"] in evaluator.dropped
+        s["file"] = files.get((s["entry"].rsplit("/", 1)[0], s["id"]))
     if evaluator.dropped:
         log.warning("%d doc(s) dropped from the evaluated corpus: unreadable image (first: %s); "
                     "their qrels still count", len(evaluator.dropped),
@@ -441,7 +470,8 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
                                                           if isinstance(v, (str, int, float, type(None)))}}
     compute = encoder_compute(encoder, bench, stats, fusion_cfg, embed_cfg)
     compute["gflops_per_doc"] = gflops_per_doc(compute, out["corpus"]["counts"], fusion_cfg)
-    out["encoder"] = {**encoder.describe(), "compute": compute}
+    out["encoder"] = {**encoder.describe(), "supports_joint": bool(getattr(encoder, "supports_joint", False)),
+                      "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
                         "text_stats": encoder.text_stats()}
     out["skipped"] = skipped
@@ -466,9 +496,15 @@ def format_summary(out: dict[str, Any]) -> str:
     """A few lines for the terminal: the main metrics and the modality diagnostics."""
     m = out["metrics"]
     cal = out.get("calibration", {})
+    model = (out.get("encoder") or {}).get("name")
+    fusion = ((out.get("config") or {}).get("fusion") or {})
+    fused = fusion.get("method")
+    if fused in ("weighted", "score"):
+        fused = f"{fused} (alpha={fusion.get('alpha')})"
     lines = [
-        f"{out['benchmark']['name']}  calibration={cal.get('method')} (source={cal.get('source')})"
-        f"  corpus={out.get('corpus', {}).get('mode')}",
+        (f"model={model}  " if model else "")
+        + f"{out['benchmark']['name']}  calibration={cal.get('method')} (source={cal.get('source')})"
+        f"  corpus={out.get('corpus', {}).get('mode')}" + (f"  fusion={fused}" if fused else ""),
         "  " + "  ".join(f"{k}={m[k]:.4f}" for k in ("ndcg@10", "recall@1", "mrr@10", "ndcg@100") if k in m),
     ]
     gap = out.get("gap") or {}

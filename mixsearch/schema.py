@@ -336,6 +336,8 @@ def _root_schema() -> type:
         ("seed", int, 0),
         # cpu | cuda | cuda:1 | auto (cuda if available)
         ("device", str, opt("auto", check=_device)),
+        # a multirun first checks every job's config, models and data once (mixsearch.preflight)
+        ("preflight", bool, True),
     ]))
 
 
@@ -456,6 +458,51 @@ def _main_metric(cfg: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
                           f"{list(metrics['measures'])}, metrics.ks={list(metrics['ks'])}")
 
 
+# How to give a required value, per option (others get the generic ``option=<value>``).
+_REQUIRED_HINTS = {
+    "model.name": "a hub id or local folder, e.g. model=st model.name=sentence-transformers/clip-ViT-B-32"
+                  " or model=mteb model.name=mteb/baseline-random-encoder",
+    "model.queries": "the precomputed query embeddings, e.g. model.queries=q.pt (and model.corpus=c.pt)",
+    "model.corpus": "the precomputed corpus embeddings, e.g. model.corpus=c.pt (and model.queries=q.pt)",
+}
+
+
+def _missing_values(value: Any, option: str) -> Iterable[str]:
+    """Dotted names of OmegaConf's unset ``???`` values under ``value``."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _missing_values(item, f"{option}.{key}" if option else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _missing_values(item, f"{option}[{i}]")
+    elif value == _SET_IN_YAML:
+        yield option
+
+
+def _required(cfg: Mapping[str, Any]) -> None:
+    """Every required value (``???`` in a YAML file, e.g. ``model.name`` of ``model=st``) is set.
+
+    Raises:
+        ConfigError: names the first unset option and how to set it.
+    """
+    for option in _missing_values({k: v for k, v in cfg.items() if k != "paths"}, ""):
+        hint = _REQUIRED_HINTS.get(option, f"{option}=<value>")
+        raise ConfigError(f"{option}: required, not set; give {hint}")
+
+
+def _conflicts(checked: Mapping[str, Mapping[str, Any]]) -> None:
+    """Options that are each valid but contradict one another."""
+    metrics, retrieval = checked.get("metrics"), checked.get("retrieval")
+    if metrics and retrieval and metrics["ks"] and max(metrics["ks"]) > retrieval["k"]:
+        raise ConfigError(f"metrics.ks={list(metrics['ks'])} asks for cut-offs beyond "
+                          f"retrieval.k={retrieval['k']} (the number of documents retrieved); "
+                          f"raise retrieval.k to at least {max(metrics['ks'])} or lower metrics.ks")
+    calibration = checked.get("calibration") or {}
+    if retrieval and calibration.get("method") == "pushdown" and retrieval["merge"] != "single":
+        raise ConfigError(f"calibration=pushdown ranks by its own rule; it takes no "
+                          f"retrieval.merge={retrieval['merge']} (use retrieval.merge=single)")
+
+
 def validate(cfg: Mapping[str, Any], *, overrides: Sequence[str] | None = None) -> list[str]:
     """Check a resolved run config before anything is loaded.
 
@@ -471,12 +518,14 @@ def validate(cfg: Mapping[str, Any], *, overrides: Sequence[str] | None = None) 
         ConfigError: the first wrong option, named.
     """
     warnings: list[str] = []
+    _required(cfg)
     # the top-level device first: the sections' devices interpolate it
     _check_value("device", cfg.get("device", "auto"), {"check": _device})
     checked = {name: section_options(name, cfg.get(name) or {}, overrides=overrides, warnings=warnings)
                for name in _SECTIONS if name in cfg}
     if "metrics" in checked:
         _main_metric(cfg, checked["metrics"])
+    _conflicts(checked)
     logger = cfg.get("logger") or {}
     if isinstance(logger, Mapping) and "name" in logger:
         _check_value("logger.name", logger["name"], {"choices": _registry("mixsearch.tracking", "available_trackers")})
@@ -489,6 +538,10 @@ def validate(cfg: Mapping[str, Any], *, overrides: Sequence[str] | None = None) 
         check_target(loader, "dataset")
     if cfg.get("model") is not None:
         check_target(cfg["model"], "model")
+    dataset = cfg.get("dataset") or {}
+    if isinstance(dataset, Mapping) and "on_missing" in dataset:
+        # one option for unreadable images (docs/missing-files.md); every loader takes it
+        _check_value("dataset.on_missing", dataset["on_missing"], {"choices": ("error", "skip")})
     calibration = checked.get("calibration") or {}
     if calibration:
         from mixsearch.calibrators import build_calibrator

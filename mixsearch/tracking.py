@@ -317,6 +317,8 @@ class WandbTracker(Tracker):
         )
 
     def log_result(self, result: dict[str, Any], per_query: pd.DataFrame) -> None:
+        # fusion=auto is resolved only once the encoder is built: record what ran
+        self.run.config.update(result_facts(result), allow_val_change=True)
         self.run.summary.update(_scalars(result))
         by_mod = result.get("by_target_modality") or {}
         if by_mod:
@@ -423,17 +425,33 @@ def wandb_run_facts(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     name = lg.get("run_name") or ",".join(info.swept_overrides or own) or Path(run_dir).name
     model_name = model_display_name(info.choices.get("model"), cfg.get("model"))
     calibration = info.choices.get("calibration") or (cfg.get("calibration") or {}).get("method") or "none"
+    bench = benchmark_kind(info.choices.get("dataset"), cfg.get("dataset"))
+    # flat keys a dashboard filters on (mixsearch.dashboard): the experiment, the benchmark kind
     config = {**cfg, "choices": info.choices, "overrides": info.overrides, "model_name": model_name,
-              "model_calibration": f"{model_name} · {calibration}"}
+              "model_calibration": f"{model_name} · {calibration}",
+              "experiment": info.choices.get("experiment") or "", "bench": bench}
     group = lg.get("group") or (sweep_group(info.sweep_dir) if info.sweep_dir else None)
     return {"group": group, "tags": list(dict.fromkeys(tags)), "name": name, "config": config}
+
+
+def result_facts(result: dict[str, Any]) -> dict[str, Any]:
+    """Config facts known only after a run: the fusion that ran (``fusion=auto`` resolved) and
+    ``paper_fusion``, whether it is the model's own recipe in the paper (joint for an encoder
+    that embeds image+text items jointly, VLM2Vec's rows; α-weighted for the CLIP family)."""
+    fusion = dict((result.get("config") or {}).get("fusion") or {})
+    joint = bool((result.get("encoder") or {}).get("supports_joint"))
+    paper = fusion.get("method") == ("joint" if joint else "weighted")
+    return {"fusion": fusion, "paper_fusion": paper} if fusion else {"paper_fusion": False}
 
 
 def _wandb_from_cfg(cfg: dict[str, Any], run_dir: str | Path) -> WandbTracker:
     lg = cfg["logger"]
     return WandbTracker(
         run_dir, project=lg.get("project"), entity=lg.get("entity"), mode=lg.get("mode"),
-        job_type=lg.get("job_type", "eval"), dir=lg.get("dir"), **wandb_run_facts(cfg, run_dir),
+        job_type=lg.get("job_type", "eval"),
+        # a sweep's runs in one folder (its own summary run's too): one `wandb sync` for all
+        dir=lg.get("dir") or os.environ.get("WANDB_DIR") or read_job_info(run_dir).sweep_dir,
+        **wandb_run_facts(cfg, run_dir),
     )
 
 
@@ -455,7 +473,11 @@ def log_sweep_to_wandb(
     """
     sweep_dir = Path(sweep_dir)
     tags = list(logger_cfg.get("tags") or [])
-    tags.append(f"bench:{benchmark_kind(choices.get('dataset'))}")
+    # the jobs' datasets (a swept dataset is not the multirun's own choice)
+    datasets = summary["dataset"].dropna().unique() if "dataset" in summary.columns else ()
+    kinds = sorted({benchmark_kind(str(d)) for d in datasets} or {benchmark_kind(choices.get("dataset"))})
+    bench = kinds[0] if len(kinds) == 1 else "mixed"
+    tags += [f"bench:{k}" for k in kinds]
     if choices.get("experiment"):
         tags.append(f"experiment:{choices['experiment']}")
     group = logger_cfg.get("group") or sweep_group(sweep_dir)
@@ -464,7 +486,8 @@ def log_sweep_to_wandb(
         mode=logger_cfg.get("mode"), group=group, tags=list(dict.fromkeys(tags)),
         name=f"sweep {group}", job_type="sweep", dir=logger_cfg.get("dir"),
         config={"choices": {k: v for k, v in choices.items() if k not in swept}, "swept": swept,
-                "sweep_dir": str(sweep_dir)},
+                "sweep_dir": str(sweep_dir), "experiment": choices.get("experiment") or "",
+                "bench": bench},
     )
     ok = summary[summary["status"] == "ok"]
     tracker.run.summary.update({"jobs": len(summary), "jobs_not_ok": int(len(summary) - len(ok))})

@@ -112,7 +112,7 @@ def test_max_samples_caps_every_pool():
 
 
 class Shrink(Calibrator):
-    """The README's example plug-in."""
+    """The example plug-in of docs/calibration.md."""
 
     def __init__(self, factor: float = 0.5) -> None:
         self.factor = factor

@@ -115,3 +115,21 @@ def test_query_with_another_model_is_refused(built, tmp_path: Path, capsys) -> N
 def test_search_of_a_missing_index_names_it(tmp_path: Path, capsys) -> None:
     assert main(["search", str(tmp_path / "nope"), "x"]) == 2
     assert "no index.json" in capsys.readouterr().err
+
+
+def test_shared_means_from_files_and_a_wrong_dimension(built, tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    good, bad = tmp_path / "means", tmp_path / "bad"
+    for folder, dim in ((good, 64), (bad, 32)):  # the toy CLIP embeds in 64 dimensions
+        folder.mkdir()
+        for role in ("query_text", "doc_text", "doc_image"):
+            np.save(folder / f"{role}.npy", rng.normal(size=dim).astype(np.float32))
+    out = str(tmp_path / "idx")
+    args = ["index", str(built["folder"]), "--out", out, "--cache", str(built["cache"])]
+    assert main([*args, "--means", str(good)]) == 0
+    assert json.loads((tmp_path / "idx" / "index.json").read_text())["calibration"]["source"] == "files"
+    capsys.readouterr()
+    assert main(["search", out, "a red circle", "-k", "3"]) == 0
+    assert "calibration=gr" in capsys.readouterr().out
+    assert main([*args, "--means", str(bad)]) == 2
+    assert f"--means {bad}: query_text has dim 32" in capsys.readouterr().err

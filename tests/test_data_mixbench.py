@@ -204,18 +204,28 @@ def test_missing_image_names_file_and_id(fresh):
 
 
 def test_on_missing_skip_logs_and_records_ids(fresh, caplog):
+    """The record stays as released (its image pointing at the missing file), so the corpus and
+    the mixed corpus still match and the qrels keep the doc; the pipeline leaves it out."""
     root, written = fresh
     modes = [r["text"] is None for r in written["subsets"]["MSCOCO"]["mixed_corpus"]]
     image_only = written["subsets"]["MSCOCO"]["mixed_corpus"][modes.index(True)]
-    (root / "MSCOCO" / "images" / image_only["image"]["file"]).unlink()
+    missing = root / "MSCOCO" / "images" / image_only["image"]["file"]
+    missing.unlink()
+    clean = load_mixbench(str(write_replica(root / "clean") and root / "clean"), "MSCOCO",
+                          check_counts=False)
     with caplog.at_level(logging.WARNING):
         bench = load_mixbench(str(root), "MSCOCO", on_missing="skip", check_counts=False)
     rid = image_only["id"]
     assert bench.meta["skipped"] == {"corpus": [rid], "mixed_corpus": [rid]}
-    assert bench.meta["dropped_records"] == {"mixed_corpus": [rid]}
-    assert rid not in {r.id for r in bench.mixed_corpus}
-    assert next(r for r in bench.corpus if r.id == rid).modality == "text"
-    assert any("2 missing image file(s) skipped" in rec.getMessage() for rec in caplog.records)
+    # where the release's path should resolve (the replica mixes conventions: a candidate)
+    [(got_id, got_file)] = bench.meta["missing_files"].items()
+    assert got_id == rid and Path(got_file).name == missing.name and not Path(got_file).exists()
+    assert [r.id for r in bench.mixed_corpus] == [r.id for r in clean.mixed_corpus]
+    assert bench.qrels == clean.qrels
+    with pytest.raises(DataError, match=f"image file not found: {re.escape(got_file)}"):
+        next(r for r in bench.corpus if r.id == rid).image.load()
+    assert any("1 item(s) whose image file is missing" in rec.getMessage() and got_file in rec.getMessage()
+               for rec in caplog.records)
 
 
 def test_corrupt_image_fails_at_load_naming_file(fresh):
@@ -431,3 +441,14 @@ def test_registry(mb25):
             register_loader("test-kind", lambda **kw: bench)
     finally:
         LOADERS.pop("test-kind", None)
+
+
+def test_benchmark_repr_is_one_line_with_the_counts(mb25):
+    root, written = mb25
+    bench = load_mixbench(str(root), "MSCOCO", check_counts=False)
+    text = repr(bench)
+    assert "\n" not in text and len(text) < 300
+    sub = written["subsets"]["MSCOCO"]
+    assert text.startswith(f"Benchmark('mixbench/MSCOCO': queries={len(sub['queries'])}, "
+                           f"corpus={len(sub['corpus'])}, mixed_corpus={len(sub['mixed_corpus'])}, ")
+    assert text.endswith(f"from {root})")

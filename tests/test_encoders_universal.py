@@ -67,6 +67,19 @@ def test_mteb_random_baseline_embeds_from_content_hashes(random_enc) -> None:
     assert random_enc.encode_text([]).shape == (0, 32)
 
 
+def test_mteb_bars_are_silenced_with_progress_off(random_enc, capfd) -> None:
+    """mteb draws an "Encoding batches" bar even with show_progress_bar=False; with
+    embed.progress=false (progress_bars_off) it draws none, and the vectors are the same."""
+    from mixsearch.logs import progress_bars_off
+
+    shown = random_enc.encode_text(TEXTS, role="query")
+    assert "Encoding batches" in capfd.readouterr().err
+    with progress_bars_off():
+        quiet = random_enc.encode_text(TEXTS, role="query")
+    assert capfd.readouterr().err == ""
+    torch.testing.assert_close(quiet, shown)
+
+
 def test_mteb_embeddings_are_deterministic_across_instances(random_enc) -> None:
     """Same input, same vector, in a new encoder (what the embedding cache relies on)."""
     from mixsearch.encoders.mteb import MtebEncoder
@@ -177,7 +190,8 @@ def _env(tmp: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_family_names_fail_at_once_naming_their_hub_model(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "run.py", "-m", "model=clip,siglip,openclip", "embed.progress=false"],
+        [sys.executable, "run.py", "-m", "model=clip,siglip,openclip", "embed.progress=false",
+         "preflight=false"],  # the jobs' own messages (the preflight's list: test_preflight)
         cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode != 0

@@ -231,6 +231,63 @@ def test_on_missing_skip_drops_the_doc_and_its_query_scores_zero(tmp_path, data)
     assert api.corpus["n_dropped"] == 1 and api.metrics == out["metrics"]
 
 
+def _break_two_images(subset: Path) -> dict[str, str]:
+    """Delete one document image and corrupt another; returns id -> what was done."""
+    shown = [r for r in read_rows(subset / "mixed_corpus.jsonl") if r.get("image")]
+    (deleted, corrupt) = shown[:2]
+    key = "corpus_id" if "corpus_id" in deleted else "id"
+    (subset / deleted["image"]).unlink() if (subset / deleted["image"]).exists() else \
+        (subset / "images" / Path(deleted["image"]).name).unlink()
+    target = subset / corrupt["image"]
+    if not target.exists():
+        target = subset / "images" / Path(corrupt["image"]).name
+    target.write_bytes(b"\xff\xd8 not really a jpeg")
+    return {str(deleted[key]): "image file not found", str(corrupt[key]): "cannot decode image"}
+
+
+def _mixbench_config(tmp: Path, root: Path, *overrides: str) -> dict:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "dataset=mixbench_mscoco", f"dataset.root={root}", "dataset.check_counts=false",
+            f"paths.cache_dir={tmp / 'cache'}", "embed.progress=false", "device=cpu", MODEL,
+            f"paths.output_dir={tmp / 'out' / str(time.monotonic_ns())}", *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("layout", ["toy", "mixbench25"])
+def test_dataset_on_missing_skip_lists_a_deleted_and_a_corrupt_image(tmp_path, data, layout):
+    """The acceptance case: one option, both images listed with id and file, qrels kept."""
+    if layout == "toy":
+        shutil.copytree(data, tmp_path / "data")
+        subset = tmp_path / "data" / "toy" / "ToyCOCO"
+        make = lambda *o: config(tmp_path, tmp_path / "data", *o)  # noqa: E731
+    else:
+        from replica import write_replica
+
+        write_replica(tmp_path / "mb")
+        subset = tmp_path / "mb" / "MSCOCO"
+        make = lambda *o: _mixbench_config(tmp_path, tmp_path / "mb", *o)  # noqa: E731
+    broken = _break_two_images(subset)
+    qrels = read_qrels(subset / "qrels" / "qrels.tsv")
+    with pytest.raises(DataError, match="image file not found"):  # error stays the default
+        run(make())
+    out = run(make("dataset.on_missing=skip"))
+    listed = {(s["id"], s["entry"]): s for s in out["skipped"]}
+    for doc, reason in broken.items():
+        entries = [s for (i, _), s in listed.items() if i == doc]
+        assert entries and all(reason in s["reason"] and s["file"] and s["dropped"] for s in entries)
+        assert Path(entries[0]["file"]).name in entries[0]["reason"]
+    assert {i for i, _ in listed} == set(broken)
+    assert out["corpus"]["n_dropped"] == 2
+    # every judged query is still scored; one whose relevant docs all went scores 0
+    table = pd.read_csv(Path(out["config"]["paths"]["output_dir"]) / "per_query.csv",
+                        dtype={"qid": str}).set_index("qid")
+    assert set(table.index) == set(qrels)
+    for qid, judged in qrels.items():
+        if {d for d, g in judged.items() if g > 0} <= set(broken):
+            assert table.loc[qid, "ndcg@10"] == 0.0
+
+
 def read_rows(path: Path) -> list[dict]:
     return [row for _, row in read_jsonl(path)]
 

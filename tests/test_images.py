@@ -122,7 +122,7 @@ def test_max_image_side_defaults_to_off_and_is_checked(tmp_path):
     from mixsearch.schema import validate
     from tests.test_schema import _resolved
 
-    for ds in ("toy", "mixbench_oven", "beir_nfcorpus"):
+    for ds in ("toy", "mixbench_oven", "beir_nfcorpus", "mteb"):
         cfg = _resolved([f"dataset={ds}"], tmp_path)
         assert cfg["dataset"]["max_image_side"] is None
     cfg = _resolved(["dataset.max_image_side=512"], tmp_path)

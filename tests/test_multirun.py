@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_tracking import read_offline_run
+from test_tracking import read_offline_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -47,7 +48,7 @@ def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
     run_py(shared, "-m", "calibration=gr", "calibration.source=auto,transductive,files",
            f"hydra.sweep.dir={sweep}",
            "logger=wandb", "logger.mode=offline", "logger.tags=[test]",
-           drop=("WANDB_DIR",), ok=False)  # W&B files in the job dirs; a failed job fails the sweep
+           drop=("WANDB_DIR",), ok=False)  # W&B files in the sweep dir; a failed job fails the sweep
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame["status"]) == ["ok", "ok", "failed"]
     assert "calibration.files.query_text: no mean file given" in frame.loc[2, "error"]
@@ -59,10 +60,14 @@ def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
             assert frame.loc[i, key] == metrics[key]
     assert "| 2 | failed |" in (sweep / "summary.md").read_text()
 
+    # without WANDB_DIR, every run of the sweep (its jobs' and its own) is in one folder
+    runs = read_offline_runs(sweep)
+    assert not list(sweep.glob("*/wandb"))
+    jobs = {r["config"]["calibration"]["source"]: r for r in runs if r["run"].job_type == "eval"}
     for i, code in ((0, 0), (1, 0), (2, 1)):
-        run = read_offline_run(sweep / str(i))
-        assert run["exit_code"] == code
         source = ["auto", "transductive", "files"][i]
+        run = jobs[source]
+        assert run["exit_code"] == code
         assert run["run"].run_group == f"{tmp_path.name}/sweep"
         assert list(run["run"].tags) == ["test", "bench:toy"]
         assert run["run"].display_name == f"calibration.source={source}"  # the swept override only
@@ -73,15 +78,34 @@ def test_sweep_with_a_failing_job_and_wandb_offline(tmp_path, shared):
             assert run["summary"]["ndcg@10"] == metrics["ndcg@10"]
             assert "by_target_modality/path" in run["summary"]
     # the multirun's own run: the sweep table, marked failed as one job failed
-    summary_run = read_offline_run(sweep)
-    assert summary_run["run"].job_type == "sweep" and summary_run["exit_code"] == 1
+    (summary_run,) = [r for r in runs if r["run"].job_type == "sweep"]
+    assert len(runs) == 4 and summary_run["exit_code"] == 1
     assert summary_run["summary"]["jobs"] == 3 and summary_run["summary"]["jobs_not_ok"] == 1
 
 
-def test_sweep_exits_non_zero_after_every_job_ran(tmp_path, shared):
-    """The acceptance case: toy runs, clip_b16 is not in the (empty, offline) hub cache."""
+def test_preflight_stops_the_sweep_with_one_list_before_any_job(tmp_path, shared):
+    """The acceptance case: one list of what is missing or wrong, exit 2, no job started."""
     sweep = tmp_path / "sweep"
-    proc = run_py(shared, "-m", "model=toy,clip_b16", f"hydra.sweep.dir={sweep}", ok=False)
+    proc = run_py(shared, "-m", "model=toy,clip_b16", "dataset=toy,mixbench_oven",
+                  "fusion.alpha=0.5,1.5", f"hydra.sweep.dir={sweep}", ok=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    start = lines.index("preflight: the sweep cannot run; 3 problem(s), no job started:")
+    listed = lines[start + 1:start + 4]
+    assert listed[0].startswith("  - config: fusion.alpha: 1.5 is out of range") and "4 jobs" in listed[0]
+    assert listed[1].startswith("  - model clip_b16:") and "hf download openai/clip-vit-base-patch16" in listed[1]
+    assert listed[2].startswith("  - dataset mixbench_oven:")
+    assert lines[start + 4].endswith("python -m experiments.download --models clip_b16 --datasets mixbench_oven")
+    assert proc.stderr.count("preflight: the sweep cannot run") == 1
+    assert not sweep.exists()  # Hydra creates it when the first job starts
+
+
+def test_sweep_exits_non_zero_after_every_job_ran(tmp_path, shared):
+    """Toy runs, clip_b16 is not in the (empty, offline) hub cache; preflight=false lets the
+    sweep start (as on a cluster whose nodes, not this machine, hold the hub cache)."""
+    sweep = tmp_path / "sweep"
+    proc = run_py(shared, "-m", "model=toy,clip_b16", "preflight=false", f"hydra.sweep.dir={sweep}",
+                  ok=False)
     assert proc.returncode == 1
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame["model"]) == ["toy", "clip_b16"]
@@ -145,3 +169,32 @@ def test_reproduction_fails_fast_without_cached_weights(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True)
     assert make.returncode != 0 and "not available offline" in make.stderr
     assert not (tmp_path / "out").exists()  # failed before any job ran
+
+
+def test_a_20_job_sweep_shows_each_distinct_warning_once(tmp_path, shared):
+    """The acceptance case: 20 jobs, half of which warn that calibration.source has no effect
+    (calibration=none); the terminal shows it once, each job's run.log keeps it, and each
+    job's printed result names its model."""
+    sweep = tmp_path / "sweep"
+    alphas = ",".join(str(a / 10) for a in range(10))
+    proc = run_py(shared, "-m", "calibration=none,gr", "calibration.source=crossfit",
+                  f"fusion.alpha={alphas}", f"hydra.sweep.dir={sweep}")
+    out = proc.stdout + proc.stderr
+    warnings = [line.split("[WARNING] - ", 1)[1] for line in out.splitlines() if "[WARNING] - " in line]
+    assert any("calibration.source='crossfit' has no effect" in w for w in warnings)
+    causes = [re.sub(r"\d+", "N", w) for w in warnings]  # counts do not make a new cause
+    assert len(causes) == len(set(causes)), "\n".join(warnings)
+    jobs_warned = [d for d in sweep.iterdir() if (d / "run.log").is_file()
+                   and "has no effect" in (d / "run.log").read_text()]
+    assert len(jobs_warned) == 10
+    assert len(re.findall(r"^model=toy:toy_clip  toy/ToyCOCO", out, flags=re.M)) == 20
+
+
+def test_a_data_error_is_one_line_naming_the_log_with_the_traceback(tmp_path, shared):
+    proc = run_py(shared, "dataset=mixbench_mscoco", f"dataset.root={tmp_path / 'nowhere'}",
+                  f"hydra.run.dir={tmp_path / 'run'}", ok=False)
+    assert proc.returncode == 1
+    [line] = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert line.startswith("data error: DataError: subset folder not found")
+    assert line.endswith(f"(traceback: {tmp_path / 'run' / 'run.log'})")
+    assert "Traceback (most recent call last)" in (tmp_path / "run" / "run.log").read_text()

@@ -360,3 +360,35 @@ def test_setting1_axis_stretches_p_near_one():
     assert x[0.0] == pytest.approx(0.0, abs=1e-9) and x[1.0] == pytest.approx(1.0)
     # the last 10 % of p take over half of the axis; 0.99 -> 1 keeps a visible gap
     assert x[1.0] - x[0.9] > 0.5 and x[1.0] - x[0.99] > 0.2
+
+
+def test_labels_of_nearby_points_do_not_overlap():
+    import matplotlib.pyplot as plt
+
+    from experiments.plots import place_labels
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    points = [(20.0, 0.624), (32.0, 0.593), (100.0, 0.66), (150.0, 0.631), (600.0, 0.672)]
+    ax.scatter(*zip(*points, strict=True))
+    ax.set_xscale("log")
+    fig.tight_layout()
+    place_labels(ax, [(x, y, f"paper: GR-model-{i}", {"fontsize": 6}) for i, (x, y) in enumerate(points)])
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    plt.close(fig)
+    assert len(boxes) == len(points)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_toy_scores_get_their_own_axis_beside_the_papers(tmp_path, monkeypatch):
+    from experiments import plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, out, rect=None: drawn.setdefault("axes", fig.axes) and [])
+    points = pd.DataFrame({"method": ["toy CLIP", "GR-toy CLIP"], "calibration": ["none", "gr"],
+                           "gflops_per_doc": [0.004, 0.004], "ndcg10": [0.35, 0.63]})
+    plots.compute_scatter(points, [("CLIP-B/16", 32.0, 0.45)], "t", tmp_path / "c", separate=True)
+    ours, theirs = drawn["axes"]
+    assert [len(c.get_offsets()) for c in ours.collections] == [1, 1]
+    assert [len(c.get_offsets()) for c in theirs.collections] == [1]
+    assert ours.get_ylim() != theirs.get_ylim()

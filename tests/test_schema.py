@@ -113,6 +113,8 @@ def test_types_are_checked_while_composing() -> None:
         ("embed.image_key=inode", "embed.image_key"),
         ("+model.checkpont=x", "model"),
         ("dataset.subset=ToyCOCO", None),
+        ("dataset.on_missing=ignore", "dataset.on_missing"),
+        ("dataset.on_missing=skip", None),
     ],
 )
 def test_values_are_checked_naming_the_option(override: str, option: str | None, tmp_path: Path) -> None:
@@ -184,6 +186,45 @@ def test_bad_value_fails_before_any_data_or_embedding(tmp_path: Path) -> None:
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
     [status] = (tmp_path / "logs").rglob("status.json")
     assert "fusion.alpha" in status.read_text()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model=st"], r"^model\.name: required, not set; give a hub id or local folder"),
+        (["model=mteb"], r"^model\.name: required, not set"),
+        (["model=precomputed"], r"^model\.queries: required, not set; give the precomputed query"),
+        (["model=precomputed", "model.queries=q.pt"], r"^model\.corpus: required"),
+        (["metrics.ks=[10,1000]"], r"^metrics\.ks=\[10, 1000\] asks for cut-offs beyond retrieval\.k=100"),
+        (["calibration=pushdown", "retrieval.merge=rrf"], r"^calibration=pushdown .*retrieval\.merge=rrf"),
+    ],
+)
+def test_required_values_and_conflicts_fail_at_compose_time(
+        overrides: list[str], message: str, tmp_path: Path) -> None:
+    cfg = _resolved(overrides, tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg, overrides=overrides)
+
+
+def test_ks_within_k_and_a_named_model_pass(tmp_path: Path) -> None:
+    overrides = ["metrics.ks=[10,1000]", "retrieval.k=1000", "model=st", "model.name=some/model"]
+    assert validate(_resolved(overrides, tmp_path), overrides=overrides) == []
+
+
+@pytest.mark.parametrize(("override", "named"), [("model=st", "model.name"),
+                                                 ("metrics.ks=[10,1000]", "retrieval.k")])
+def test_missing_name_and_ks_conflict_exit_2_creating_nothing(override: str, named: str, tmp_path: Path) -> None:
+    """The acceptance case: one line naming the option, exit 2, no data or cache dir."""
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    env = {**os.environ, "MIXSEARCH_DATA_DIR": str(data), "MIXSEARCH_CACHE_DIR": str(cache),
+           "MIXSEARCH_LOG_DIR": str(tmp_path / "logs"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, "run.py", override], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith("config error:")]
+    assert named in line and override.split("=")[0].replace("model", "model.name") in line
+    assert "Traceback" not in proc.stderr
+    assert not data.exists() and not cache.exists()
 
 
 def test_composed_config_pickles() -> None:

@@ -146,3 +146,16 @@ def test_loads_through_the_mixbench_loader(bench: Path) -> None:
     oven = load_toy(bench, "ToyOVEN", seed=3, **SMALL)
     assert {r.modality for r in oven.queries} == {"image+text"}
     assert {r.modality for r in oven.calibration["queries"]} == {"image+text"}
+
+
+def test_a_wrong_root_is_not_filled_with_a_new_toy(tmp_path: Path, bench: Path) -> None:
+    """Only the default location generates: a mistyped dataset.root fails, creating nothing."""
+    default = tmp_path / "data" / "toy"
+    typo = tmp_path / "dta" / "toy"
+    with pytest.raises(DataError, match=rf"dataset.root={typo} holds no toy benchmark"):
+        load_toy(typo, default_root=default, **SMALL)
+    assert not typo.exists() and not default.exists()
+    fresh = load_toy(None, default_root=default, **SMALL)  # the default location generates
+    assert fresh.meta["root"] == str(default)
+    elsewhere = load_toy(bench, default_root=default, seed=3, **SMALL)  # an existing toy loads
+    assert elsewhere.meta["generator"]["params"]["seed"] == 3

@@ -35,6 +35,15 @@ def read_offline_run(wandb_dir: Path, wait_s: float = 15.0) -> dict:
     wandb's protobuf schema, independently of wandb's own sync code. The wandb-core process
     may append the final records just after ``finish()`` returns: wait for the exit record."""
     (run_dir,) = list(wandb_dir.glob("wandb/offline-run-*"))
+    return _read_run_dir(run_dir, wait_s)
+
+
+def read_offline_runs(wandb_dir: Path, wait_s: float = 15.0) -> list[dict]:
+    """Every offline run under ``wandb_dir`` (a sweep's runs share its folder), in start order."""
+    return [_read_run_dir(d, wait_s) for d in sorted(wandb_dir.glob("wandb/offline-run-*"))]
+
+
+def _read_run_dir(run_dir: Path, wait_s: float) -> dict:
     (path,) = list(run_dir.glob("run-*.wandb"))
     deadline = time.monotonic() + wait_s
     while True:
@@ -69,6 +78,8 @@ def _decode(data: bytes, run_dir: Path) -> dict:
         if kind == "run":
             out["run"] = rec.run
             out["config"].update({i.key: json.loads(i.value_json) for i in rec.run.config.update})
+        elif kind == "config":  # run.config.update() after init
+            out["config"].update({i.key: json.loads(i.value_json) for i in rec.config.update})
         elif kind in ("summary", "history"):
             items = rec.summary.update if kind == "summary" else rec.history.item
             row = {}
@@ -135,6 +146,9 @@ def test_wandb_offline_round_trip(tmp_path, monkeypatch):
                                         "dataset": "toy", "calibration": "gr"}
     assert run["config"]["model_name"] == "CLIP-B/16"
     assert run["config"]["model_calibration"] == "CLIP-B/16 · gr"
+    # flat keys the dashboard's views filter on (RESULT records no fusion: not a paper fusion)
+    assert (run["config"]["experiment"], run["config"]["bench"]) == ("paper/setting2", "toy")
+    assert run["config"]["paper_fusion"] is False
     assert run["config"]["overrides"] == ["calibration=gr", "dataset=toy", "logger=wandb", "fusion.alpha=0.25"]
     assert run["run"].run_group == "2026-01-01_00-00-00/setting2"  # unique per sweep dir
     # swept keys only; dataset is fixed on the command line although the params sweep it

@@ -17,8 +17,9 @@ import pytest
 from PIL import Image
 
 from mixsearch.viewer import build_view, write_view
+from mixsearch.viewer.chromium import launch
 from mixsearch.viewer.runs import RunDirError, check_same_benchmark, read_run
-from tests.viewer_fixtures import CHROMIUM, CHROMIUM_ARGS, Page, make_runs, need_browser
+from tests.viewer_fixtures import Page, make_runs, need_browser
 
 K = 10
 
@@ -120,7 +121,7 @@ def test_runs_of_different_benchmarks_are_refused(runs: dict[str, Path], tmp_pat
 def browser():
     sync_api = need_browser()
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = launch(p)
         yield b
         b.close()
 
@@ -133,6 +134,10 @@ def test_in_chromium_rows_thumbnails_filters_and_ranks(browser, page_file: Path,
     v = Page(browser, page_file)
     v.page.screenshot(path=str(tmp_path / "top.png"))
     assert v.render_all() == len(gr)  # one row per query of the run
+    # headline: NDCG@10 of each run and the difference, as metrics.json has them
+    m = {k: json.loads((runs[k] / "metrics.json").read_text())["metrics"]["ndcg@10"] for k in runs}
+    cells = v.page.locator("#metrics tr").nth(1).locator("td").all_inner_texts()
+    assert cells == [f"{m['none']:.4f}", f"{m['gr']:.4f}", f"{m['gr'] - m['none']:+.4f}"]
     assert min(v.thumbnail_widths()) > 0  # every thumbnail decodes
     # sorted by NDCG@10 gain: the first row is the largest gain, the last the largest loss
     first = v.page.locator("section.q").first.get_attribute("data-qid")
@@ -183,3 +188,26 @@ def test_search_page_in_chromium(browser, tmp_path: Path) -> None:
     assert v.thumbnail_widths() == [30]
     assert not v.page.locator(".controls").is_visible()
     assert v.errors == []
+
+
+def test_one_run_alone_in_chromium(browser, runs: dict[str, Path], tmp_path: Path) -> None:
+    """Without a baseline: one column, no rank changes, no outcome filter, no projection."""
+    page = write_view(tmp_path / "one.html", build_view(runs["gr"], k=5, projection=False))
+    v = Page(browser, page)
+    n = len(pd.read_csv(runs["gr"] / "per_query.csv"))
+    assert v.render_all() == n
+    assert v.page.locator("section.q .col").count() == n
+    assert v.page.locator(".hit").count() == 5 * n and v.page.locator(".move").count() == 0
+    assert v.page.locator("#f-out").is_disabled()
+    assert v.errors == []
+
+
+def test_make_view_runs_the_viewer(runs: dict[str, Path]) -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["make", "-n", "view", f"RUN={runs['gr']}", f"BASELINE={runs['none']}", "VIEW=v.html"],
+                         cwd=root, capture_output=True, text=True, check=True).stdout
+    assert f"-m mixsearch.viewer {runs['gr']} {runs['none']} --out v.html" in out
+    bare = subprocess.run(["make", "view"], cwd=root, capture_output=True, text=True)
+    assert bare.returncode != 0 and "make view RUN=<run dir>" in bare.stderr

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = os.environ.get("MIXSEARCH_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from mixsearch.viewer.chromium import CHROMIUM
+
 TOY = ["+dataset.n_queries=40", "+dataset.n_distractors=20", "+dataset.n_calibration=60",
        "+dataset.n_train=10"]
 
@@ -23,7 +22,7 @@ def make_runs(tmp: Path) -> dict[str, Path]:
 
     out = {}
     for method in ("none", "gr"):
-        overrides = [f"calibration={method}", f"dataset.root={tmp / 'toy'}",
+        overrides = [f"calibration={method}", f"paths.data_dir={tmp}",  # the toy in tmp/toy
                      f"paths.cache_dir={tmp / 'cache'}", "embed.progress=false", "device=cpu", *TOY]
         cfg = compose_config(overrides)
         cfg["paths"]["output_dir"] = str(tmp / f"run_{method}")

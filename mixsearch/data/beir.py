@@ -31,13 +31,17 @@ def doc_text(title: str | None, text: str | None) -> str | None:
     return title or text or None
 
 
-def load_beir(root: str, *, split: str = "test", name: str | None = None) -> Benchmark:
+def load_beir(
+    root: str, *, split: str = "test", name: str | None = None, on_missing: str = "error"
+) -> Benchmark:
     """Load a BEIR dataset folder.
 
     Args:
         root: folder with ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
         split: qrels split (``test``, ``dev``, ``train``).
         name: benchmark name suffix; default the folder name (``beir/<name>``).
+        on_missing: ``error`` or ``skip``, as every loader takes it; BEIR is text-only, so no
+            image file can be missing (rendered screenshots are made, not read).
 
     Returns:
         A text-only benchmark without ``mixed_corpus``. Graded scores are kept. Queries with
@@ -47,6 +51,8 @@ def load_beir(root: str, *, split: str = "test", name: str | None = None) -> Ben
         DataError: missing files (the qrels error lists the splits present), malformed rows,
             duplicate ids, qrels naming unknown ids, or a query without a positive.
     """
+    if on_missing not in ("error", "skip"):
+        raise DataError(f"on_missing must be 'error' or 'skip', got {on_missing!r}")
     base = Path(root)
     files = {
         "corpus": base / "corpus.jsonl",

@@ -179,6 +179,15 @@ class Benchmark:
     calibration: dict[str, list[Record]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """One line: name, counts and where it came from (the records would fill a screen)."""
+        mixed = "" if self.mixed_corpus is None else f", mixed_corpus={len(self.mixed_corpus)}"
+        calibration = "".join(f", calibration/{k}={len(v)}" for k, v in sorted(self.calibration.items()))
+        source = self.meta.get("root") or self.meta.get("repo") or self.meta.get("loader")
+        return (f"Benchmark({self.name!r}: queries={len(self.queries)}, corpus={len(self.corpus)}"
+                f"{mixed}, qrels={sum(map(len, self.qrels.values()))} for {len(self.qrels)} queries"
+                f"{calibration}" + (f", from {source}" if source else "") + ")")
+
     def split(self, name: str) -> list[Record]:
         """Records of a split by name: ``queries``, ``corpus``, ``mixed_corpus``,
         ``calibration/queries`` or ``calibration/corpus``."""

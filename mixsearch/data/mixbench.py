@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixsearch.data.benchmark import Benchmark, DataError, Qrels, Record
+from mixsearch.data.benchmark import Benchmark, DataError, ImageRef, Record
 from mixsearch.data.io import (
     ImageResolver,
     MissingImageError,
@@ -59,7 +59,7 @@ class _RecordBuilder:
     resolver: ImageResolver | None
     on_missing: str
     skipped: dict[str, list[str]] = field(default_factory=dict)
-    dropped: dict[str, list[str]] = field(default_factory=dict)
+    missing_files: dict[str, str] = field(default_factory=dict)
 
     def records(self, split: str, rows: Rows) -> list[Record]:
         out = []
@@ -72,13 +72,28 @@ class _RecordBuilder:
             except MissingImageError:
                 if self.on_missing == "error":
                     raise
+                # The record stays as released, its image pointing at the missing file: the
+                # pipeline leaves it out of the evaluation (its qrels still count) and lists it
+                # under ``skipped`` in metrics.json; the mix and the qrels stay consistent.
+                path = self._likely_path(str(_image_path(row.get("image"))))
                 self.skipped.setdefault(split, []).append(rid)
-                image = None
-                if text is None:
-                    self.dropped.setdefault(split, []).append(rid)
-                    continue
+                self.missing_files[rid] = path
+                image = ImageRef(path=path, origin=origin)
             out.append(Record(rid, text, image))
         return out
+
+
+    def _likely_path(self, p: str) -> str:
+        """Where a missing file should be: the candidate of the rule that found the most
+        files so far (the release's convention), else the first candidate."""
+        tried = self.resolver.candidates(p)  # type: ignore[union-attr]
+        hits = self.resolver.hits  # type: ignore[union-attr]
+        return str(max(tried, key=lambda rc: (hits[rc[0]], -tried.index(rc)))[1])
+
+
+def _image_path(value: object) -> object:
+    """The path of an image field (a path string or an HF ``{bytes, path}`` struct)."""
+    return value.get("path") if isinstance(value, dict) else value
 
 
 def _table_rows(table: pa.Table, source: str) -> Iterator[tuple[str, dict]]:
@@ -209,7 +224,8 @@ def _hub_tables(
     offline = requested or not _hub_reachable()
     hint = (
         f"Pre-download it on a machine with access: `hf download {repo} --repo-type dataset "
-        f"--local-dir DIR` and `hf download {qrels_repo} --repo-type dataset --revision "
+        + (f"--revision {revision} " if revision else "")
+        + f"--local-dir DIR` and `hf download {qrels_repo} --repo-type dataset --revision "
         f"{qrels_revision} --include '{subset}/qrels/*' --local-dir DIR` (huggingface-cli "
         f"download takes the same arguments), then load with root=DIR (Hydra: dataset.root=DIR)."
     )
@@ -257,17 +273,12 @@ def _dataset_table(ds: datasets.Dataset) -> pa.Table:
     return ds.with_format("arrow")[:]
 
 
-def _prune_qrels(qrels: Qrels, dropped: set[str]) -> int:
-    """Remove judgements of dropped docs; returns how many pairs went."""
-    removed = 0
-    for qid in list(qrels):
-        keep = {cid: s for cid, s in qrels[qid].items() if cid not in dropped}
-        removed += len(qrels[qid]) - len(keep)
-        if keep:
-            qrels[qid] = keep
-        else:
-            del qrels[qid]
-    return removed
+def _identity(image: ImageRef) -> str:
+    """The content key, or the path of a missing file (``on_missing=skip`` keeps such refs)."""
+    try:
+        return image.content_key()
+    except DataError:
+        return f"missing:{image.path}"
 
 
 def _check_mixed_matches_corpus(bench: Benchmark) -> None:
@@ -283,7 +294,7 @@ def _check_mixed_matches_corpus(bench: Benchmark) -> None:
                 f"{files['mixed_corpus']}: text of id {r.id!r} differs from {files['corpus']}"
             )
         if r.image is not None and (
-            doc.image is None or r.image.content_key() != doc.image.content_key()
+            doc.image is None or _identity(r.image) != _identity(doc.image)
         ):
             raise DataError(
                 f"{files['mixed_corpus']}: image of id {r.id!r} differs from {files['corpus']}"
@@ -315,9 +326,10 @@ def load_mixbench(
         qrels_repo: hub dataset with the qrels TSV (the hub path only).
         qrels_revision: revision of ``qrels_repo``.
         image_root: folder tried first when resolving relative image paths.
-        on_missing: ``error`` (missing image file raises) or ``skip`` (drop the image, drop
-            the record if nothing is left, log it and list ids in ``meta["skipped"]`` /
-            ``meta["dropped_records"]``).
+        on_missing: ``error`` (a missing image file raises) or ``skip`` (log it, list the ids
+            per split in ``meta["skipped"]`` and id -> file in ``meta["missing_files"]``; the
+            record keeps its image reference, so the pipeline leaves the item out of the
+            evaluation and its qrels still count, docs/missing-files.md).
         check_counts: compare counts with the published ones (warnings only) for known subsets.
         cache_dir: ``datasets``/hub cache folder for the hub path.
 
@@ -358,20 +370,18 @@ def load_mixbench(
     splits = {s: builder.records(s, r) for s, r in rows.items()}
     qrels = read_qrels(files["qrels"])
     corpus_split = "corpus" if "corpus" in splits else "mixed_corpus"
-    pruned = _prune_qrels(qrels, set(builder.dropped.get(corpus_split, ())))
     if builder.skipped:
         logger.warning(
-            "%s: on_missing='skip': %d missing image file(s) skipped %s; %d record(s) left empty "
-            "and dropped %s; %d qrels pair(s) of dropped docs removed",
-            subset, sum(map(len, builder.skipped.values())),
+            "%s: on_missing='skip': %d item(s) whose image file is missing (records per split: "
+            "%s), left out of the evaluation (their qrels still count; first: %s)",
+            subset, len(builder.missing_files),
             {s: len(v) for s, v in builder.skipped.items()},
-            sum(map(len, builder.dropped.values())),
-            {s: len(v) for s, v in builder.dropped.items()}, pruned,
+            ", ".join(f"{i} ({f})" for i, f in list(builder.missing_files.items())[:3]),
         )  # fmt: skip
     meta.update(
         image_resolution=dict(builder.resolver.hits) if builder.resolver else {},
         skipped=builder.skipped,
-        dropped_records=builder.dropped,
+        missing_files=builder.missing_files,
     )
     bench = Benchmark(
         name=f"mixbench/{subset}",

@@ -1,7 +1,7 @@
 """Benchmark loaders by kind, so configs can name a loader with a string.
 
 Other modules add their loaders with :func:`register_loader` (the toy generator registers
-``"toy"``); the built-in kinds are ``"mixbench"`` and ``"beir"``.
+``"toy"``); the built-in kinds are ``"mixbench"``, ``"beir"``, ``"pairs"`` and ``"mteb"``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from collections.abc import Callable
 from mixsearch.data.beir import load_beir
 from mixsearch.data.benchmark import Benchmark, DataError
 from mixsearch.data.mixbench import load_mixbench
+from mixsearch.data.mteb_tasks import load_mteb_task
 from mixsearch.data.pairs import load_pairs
 
 Loader = Callable[..., Benchmark]
 
-LOADERS: dict[str, Loader] = {"mixbench": load_mixbench, "beir": load_beir, "pairs": load_pairs}
+LOADERS: dict[str, Loader] = {"mixbench": load_mixbench, "beir": load_beir, "pairs": load_pairs,
+                              "mteb": load_mteb_task}
 # Loaders that register themselves when their module is imported; imported on first use
 # (the toy generator imports this module, so it cannot be imported here).
 _SELF_REGISTERING = {"toy": "mixsearch.data.toy"}
@@ -43,7 +45,7 @@ def load_benchmark(kind: str, **kwargs: object) -> Benchmark:
     """Load a benchmark with the loader registered for ``kind``.
 
     Args:
-        kind: ``"mixbench"``, ``"beir"``, ``"pairs"``, ``"toy"`` or any kind added with :func:`register_loader`.
+        kind: ``"mixbench"``, ``"beir"``, ``"pairs"``, ``"mteb"``, ``"toy"`` or any kind added with :func:`register_loader`.
         **kwargs: passed to the loader (e.g. ``root``, ``subset`` for ``mixbench``).
 
     Raises:

@@ -291,21 +291,46 @@ def write_toy_benchmark(
     return root
 
 
-def load_toy(root: str | Path, subset: str = "ToyCOCO", **gen_kwargs: int) -> Benchmark:
+def load_toy(
+    root: str | Path | None = None,
+    subset: str = "ToyCOCO",
+    *,
+    default_root: str | Path | None = None,
+    on_missing: str = "error",
+    **gen_kwargs: int,
+) -> Benchmark:
     """Generate the toy benchmark if needed, then load ``subset`` with the MixBench loader.
 
     Args:
-        root: benchmark folder (see :func:`write_toy_benchmark`).
+        root: benchmark folder (see :func:`write_toy_benchmark`); None = ``default_root``.
         subset: ``"ToyCOCO"`` or ``"ToyOVEN"``.
+        default_root: the one location where a config generates the toy on first use
+            (``${paths.data_dir}/toy``). When it is given, a different ``root`` must already
+            hold a toy benchmark: a mistyped ``dataset.root`` fails instead of generating a
+            new toy there. A plain ``load_toy(folder)`` call generates into ``folder``.
+        on_missing: ``error`` or ``skip`` items whose image file is missing
+            (:func:`~mixsearch.data.mixbench.load_mixbench`).
         **gen_kwargs: generator parameters passed to :func:`write_toy_benchmark`.
 
     Raises:
-        DataError: unknown subset (names it) or invalid generator parameters.
+        DataError: unknown subset (names it), invalid generator parameters, no root at all, or
+            a ``root`` other than ``default_root`` that holds no toy benchmark.
     """
     if subset not in TOY_SUBSETS:
         raise DataError(f"unknown toy subset {subset!r}; choose one of {', '.join(TOY_SUBSETS)}")
+    if root is None and default_root is None:
+        raise DataError("load_toy: no root (give root, or default_root to generate the toy there)")
+    if root is None:
+        root = default_root
+    elif default_root is not None and Path(root).resolve() != Path(default_root).resolve() \
+            and _read_marker(Path(root)) is None:
+        raise DataError(
+            f"dataset.root={root} holds no toy benchmark (no {MARKER}); the toy is generated only "
+            f"at its default location {default_root} (leave dataset.root unset, or move it with "
+            "paths.data_dir=...)")
     path = write_toy_benchmark(root, **gen_kwargs)
-    bench = load_mixbench(str(path), subset, layout="mixbench25", check_counts=False)
+    bench = load_mixbench(str(path), subset, layout="mixbench25", check_counts=False,
+                          on_missing=on_missing)
     bench.name = f"toy/{subset}"
     bench.meta["generator"] = _read_marker(path)
     return bench

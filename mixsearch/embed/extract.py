@@ -37,6 +37,7 @@ from mixsearch.embed.cache import STORE_DTYPES, CacheEntry, EmbeddingCache, Part
 from mixsearch.embed.cache import image_key as _image_key
 from mixsearch.embed.embeddings import Embeddings, check_vectors
 from mixsearch.encoders.base import Encoder, EncoderError, check_role, joint_unsupported_message
+from mixsearch.logs import progress_bars_off
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +391,7 @@ def embed_records(
         max_image_side=max_image_side,
     )
     entry: CacheEntry | None = None
-    with bar:
+    with bar, progress_bars_off(not progress):
         if cache is None:
             parts = {0: ex.encode(items)}
             encoded, cached = len(parts[0].ids), 0
