@@ -47,6 +47,7 @@ from typing import Any
 
 from mixsearch.data.benchmark import DataError
 from mixsearch.data.io import read_jsonl
+from mixsearch.data.mbeir import MBEIR_REPO, MBEIR_REVISION
 from mixsearch.tracking import atomic_write_text, write_json
 
 
@@ -61,7 +62,7 @@ class HubSource:
 
 #: M-BEIR (UniIR, MIT license); train queries and the union training pool at one revision.
 MBEIR = HubSource(
-    "TIGER-Lab/M-BEIR", "92556916c7fff9630a34094dcfa1da49296c2663",
+    MBEIR_REPO, MBEIR_REVISION,  # the revision dataset=mbeir reads (mixsearch/data/mbeir.py)
     ("query/train/mbeir_mscoco_train.jsonl", "query/train/mbeir_visualnews_train.jsonl",
      "query/train/mbeir_oven_train.jsonl", "cand_pool/global/mbeir_union_train_cand_pool.jsonl"))
 MBEIR_IMAGES = "mbeir_images.tar.gz.part-0[0-3] (about 170 GB; cat the parts, extract)"

@@ -38,6 +38,7 @@ from mixsearch.sweep import (
     SWEEP_METHODS,
     ChunkSweep,
     MixedDocs,
+    ModalityShare,
     RankedLists,
     RankScorer,
     group_means,
@@ -144,7 +145,8 @@ class Evaluator:
         self.calibration: Calibration = resolve(
             options("calibration", calibration), self.queries, self.docs, pools=pools, means=means,
             pairs=pairs)
-        self.centred_docs = self.calibration.apply(self.docs, "doc")
+        self._doc_notes: list[str] = []  # e.g. docs that calibration leaves zero
+        self.centred_docs = self.calibration.apply(self.docs, "doc", self._doc_notes)
         query_ids = set(self.queries.ids)
         unknown = [q for q in bench.qrels if q not in query_ids]
         if unknown:
@@ -249,7 +251,7 @@ class Evaluator:
             by_target_modality=by_target_modality(table),
             topk_modality_share=topk_modality_share(top.indices, mods, TOPK_SHARE_K),
             gap=gap,
-            calibration={**self.calibration.summary(), "notes": list(qs.notes)},
+            calibration={**self.calibration.summary(), "notes": [*self._doc_notes, *qs.notes]},
             corpus=self._corpus_summary(),
             ranked=ranked,
             scores=scores,
@@ -308,10 +310,17 @@ class Evaluator:
         order = np.lexsort((self._id_rank[r], -s), axis=-1)[:, :k]
         return TopK(np.take_along_axis(s, order, 1), np.take_along_axis(r, order, 1))
 
-    def _unimodal_topk(self, qs: _QueryState, docs: np.ndarray, k: int):
+    def _unimodal_topk(self, qs: _QueryState, docs: np.ndarray | None, k: int):
+        """Top-k among the unimodal docs, once per query option. ``docs``: the searched doc
+        vectors, or None to build those of the unimodal rows only (a unimodal doc's vector is
+        ``normalise(its one part)`` under every fusion method)."""
         if qs.unimodal_topk is None:
-            qs.unimodal_topk = self._search_rows(
-                qs.after, docs, ~(self.docs.has_text & self.docs.has_image), k)
+            uni = ~(self.docs.has_text & self.docs.has_image)
+            if docs is None:
+                c = self.centred_docs
+                docs = np.zeros_like(c.text)
+                docs[uni] = l2_normalise(c.text[uni] + c.image[uni])  # the absent part is zero
+            qs.unimodal_topk = self._search_rows(qs.after, docs, uni, k)
         return qs.unimodal_topk
 
     # ---- many fusion options at once -----------------------------------------------------------
@@ -364,7 +373,7 @@ class Evaluator:
         fixed = pd.DataFrame({"qid": qids, "target_modality": targets,
                               "query_role": qs.roles[scorer.query_rows]})
         q_before, q_after = role_centroids(qs.before, qs.roles), role_centroids(qs.after, qs.roles)
-        corpus, mods = self._corpus_summary(), np.asarray(self.docs.modalities, dtype=str)
+        corpus, share = self._corpus_summary(), ModalityShare(self.docs.modalities, TOPK_SHARE_K)
         cent_before, cent_after = before_mixed.centroids(alphas), mixed.centroids(alphas)
         doc_ids = np.array(self.docs.ids, dtype=object)
         positions = {q: n for n, q in enumerate(self.queries.ids)}
@@ -382,9 +391,9 @@ class Evaluator:
                 metrics={name: float(col.mean()) for name, col in columns.items()},
                 per_query=table,
                 by_target_modality=group_means(targets, columns),
-                topk_modality_share=topk_modality_share(top.indices, mods, TOPK_SHARE_K),
+                topk_modality_share=share(top.indices),
                 gap=gap,
-                calibration={**self.calibration.summary(), "notes": list(qs.notes)},
+                calibration={**self.calibration.summary(), "notes": [*self._doc_notes, *qs.notes]},
                 corpus=dict(corpus),
                 ranked=RankedLists(positions, top.indices, doc_ids),  # type: ignore[arg-type]
                 scores=RankedLists(positions, top.scores),  # type: ignore[arg-type]
@@ -400,7 +409,7 @@ class Evaluator:
         n_q, k = len(self.queries.ids), min(k_opt, len(self.docs.ids))
         mixed = MixedDocs.build(self.centred_docs, method)
         if (~(self.docs.has_text & self.docs.has_image)).any():
-            s_uni, r_uni = self._unimodal_topk(qs, fuse(self.centred_docs, method=method), k_opt)
+            s_uni, r_uni = self._unimodal_topk(qs, None, k_opt)
             uni_keys = self._order.pack(s_uni, r_uni)
             tau = s_uni[:, k - 1] if s_uni.shape[1] >= k else np.full(n_q, -np.inf, np.float32)
         else:

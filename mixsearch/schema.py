@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import inspect
 import logging
+import os
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -259,6 +260,12 @@ _EMBED_INTERNAL = {"encoder", "records", "field", "cache", "dataset_key", "split
                    "max_image_side"}
 
 
+def _embed_devices(value: Any) -> str | None:
+    from mixsearch.embed.devices import check_devices
+
+    return check_devices(value)
+
+
 def _here(cls: type) -> type:
     """A generated class named as an attribute of this module (``make_dataclass`` of Python
     < 3.12 cannot say so), which pickle needs."""
@@ -276,6 +283,8 @@ def _embed_schema() -> type:
         if name in _EMBED_INTERNAL or param.default is inspect.Parameter.empty:
             continue
         fields.append((name, hints.get(name, Any), opt(param.default, **_EMBED_RULES.get(name, {}))))
+    # read by the pipeline, not embed_records: one extraction process per device (embed/devices.py)
+    fields.append(("devices", Any, opt(None, check=_embed_devices)))
     # a module attribute (EmbedConfig below), so configs typed by it pickle (submitit, joblib)
     return _here(dataclasses.make_dataclass("EmbedConfig", fields))
 
@@ -347,10 +356,14 @@ RunConfig = _root_schema()
 
 def register_configs() -> None:
     """Store the root schema in Hydra's ConfigStore as ``mixsearch_schema`` (conf/config.yaml
-    extends it). Safe to call more than once."""
+    extends it) and register the ``pid`` resolver of the run dir names. Safe to call more
+    than once."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name="mixsearch_schema", node=RunConfig)
+    # ${pid:} in conf/hydra/default.yaml: runs started in the same second get different dirs
+    OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
 
 
 def _seed_ties(variant: str, order: str) -> str:

@@ -117,7 +117,7 @@ def test_evaluator_rrf_is_the_same_under_either_id_order():
     np.testing.assert_array_equal(runs["trec"].indices, runs["id_asc"].indices)
 
 
-def test_merge_errors_and_registry():
+def test_merge_errors_and_registry(registries_restored):
     bench, embs, _ = synthetic(n_q=5, n_docs=30)
     with pytest.raises(ValueError, match="retrieval.merge: 'borda' is not one of"):
         Evaluator(bench, embs, corpus={"mode": "released"}, calibration={"method": "none"},

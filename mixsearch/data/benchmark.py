@@ -179,6 +179,14 @@ class Benchmark:
     calibration: dict[str, list[Record]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
+    def cache_key(self) -> str:
+        """The dataset part of embedding-cache keys: ``meta["cache_name"]`` when the loader
+        sets one (M-BEIR's tasks share their pool's, so the pool is embedded once for all of
+        them; entries still differ by content), else the name; plus ``@revision`` if known."""
+        name = self.meta.get("cache_name") or self.name
+        rev = self.meta.get("revision")
+        return f"{name}@{rev}" if rev else name
+
     def __repr__(self) -> str:
         """One line: name, counts and where it came from (the records would fill a screen)."""
         mixed = "" if self.mixed_corpus is None else f", mixed_corpus={len(self.mixed_corpus)}"

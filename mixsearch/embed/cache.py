@@ -89,9 +89,10 @@ class Part:
     reasons: dict[str, str] = field(default_factory=dict)
 
 
-def checksum(vectors: np.ndarray) -> str:
-    """``"xxh3_64:<hex>"`` of the vectors' bytes (C order)."""
-    return "xxh3_64:" + xxhash.xxh3_64_hexdigest(np.ascontiguousarray(vectors))
+def checksum(data: np.ndarray | bytes) -> str:
+    """``"xxh3_64:<hex>"`` of an array's bytes (C order), or of raw bytes (a whole file)."""
+    buf = data if isinstance(data, bytes | bytearray | memoryview) else np.ascontiguousarray(data)
+    return "xxh3_64:" + xxhash.xxh3_64_hexdigest(buf)
 
 
 def image_key(image: ImageRef, mode: str = "content") -> str:

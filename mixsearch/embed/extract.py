@@ -495,7 +495,7 @@ def embed_benchmark(
         encoder: an :class:`Encoder`, or a precomputed source with ``get(split, field) ->
             Embeddings`` (then nothing is encoded and the cache is not used; its ``joint``
             field is the file's ``mixed`` one, e.g. the seed's ``vlm_mixed_embedding``).
-        bench: the benchmark; its cache ``dataset_key`` is ``name@revision``.
+        bench: the benchmark; its cache ``dataset_key`` is :meth:`Benchmark.cache_key`.
         splits: split names as :meth:`Benchmark.split` takes them.
         joint_splits: splits whose image+text records are also embedded jointly
             (``fusion=joint``); the role of each split is :func:`role_of_split`.
@@ -509,8 +509,7 @@ def embed_benchmark(
     Raises:
         DataError: a precomputed source lacks a row for a record that needs it (names the id).
     """
-    revision = bench.meta.get("revision")
-    dataset_key = f"{bench.name}@{revision}" if revision else bench.name
+    dataset_key = bench.cache_key()
     precomputed = callable(getattr(encoder, "get", None))
     out: dict[str, Embeddings] = {}
     all_stats: list[dict] = []
