@@ -43,7 +43,7 @@ def main(cfg: DictConfig) -> float | None:
     from mixsearch.logs import print_error, quiet_repeated_warnings
     from mixsearch.pipeline import run
     from mixsearch.signals import Interrupted, interruptible
-    from mixsearch.tracking import write_status
+    from mixsearch.tracking import RunDirInUse, write_status
 
     hc = HydraConfig.get()
     run_dir = hc.runtime.output_dir
@@ -62,6 +62,10 @@ def main(cfg: DictConfig) -> float | None:
                      status="interrupted", signal=e.signal_name)
         log.error("%s (see %s/status.json)", e, run_dir)
         raise SystemExit(e.exit_code) from None
+    except RunDirInUse as e:  # the dir and its status.json belong to the run that holds it
+        # in a multirun, another live multirun shares the sweep dir: every job would collide
+        log.error("%s", e)
+        sys.exit(2)
     except Exception as e:  # noqa: BLE001 - every failure is recorded in status.json
         write_status(run_dir, ok=False, error=e, overrides=overrides)
         if not multirun and isinstance(e, ConfigError):

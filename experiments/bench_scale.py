@@ -12,10 +12,14 @@ Steps, each timed:
    ``--dtype`` (float16 halves the disk and page-cache footprint). Queries are noisy copies of
    planted relevant docs (query i: doc ``i * docs // queries``), so the metrics mean something.
 2. **evaluate** (the figure that counts): the parts are read back memory-mapped
-   (``read_part(mmap=True)``), one at a time, and searched exactly by
+   (``read_part(mmap=True)``), one at a time. With ``--calibrate gr`` (default) a first pass
+   computes GR's doc mean by :func:`mixsearch.calibration.streamed_mean` (float64 sums of
+   normalised float32 chunks; the pool is never in memory) and the search reads the parts again
+   through :func:`mixsearch.calibration.gr_blocks` (normalise, subtract, renormalise per chunk);
+   queries get their own mean subtracted. The search is exact,
    :func:`mixsearch.retrieval.search_blocks` (float32 arithmetic on float32 copies of one
-   chunk at a time; no queries x docs matrix, no stacked copy of the docs); then NDCG/Recall/MRR
-   through :func:`mixsearch.metrics.evaluate_ranking`.
+   chunk at a time; no queries x docs matrix, no stacked copy of the docs); then
+   NDCG/Recall/MRR/hit through :func:`mixsearch.metrics.evaluate_ranking`.
 3. **float16 error** (``--dtype float16``): for ``--check-queries`` queries, the same search over
    the float32 originals (regenerated from the seeds): the largest score difference and the
    overlap of the two top-k lists.
@@ -37,7 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mixsearch.calibration import gr_blocks, streamed_mean
 from mixsearch.embed.cache import CacheEntry, Part
+from mixsearch.fusion import l2_normalise
 from mixsearch.metrics import evaluate_ranking
 from mixsearch.retrieval import build_faiss_index, search, search_blocks
 
@@ -109,6 +115,21 @@ def recall(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, ref, strict=True)]))
 
 
+def calibrate(args: argparse.Namespace, entry: CacheEntry, queries: np.ndarray):
+    """``(queries, doc transform)`` for ``--calibrate``: GR with the doc mean streamed over the
+    memory-mapped parts and the queries' own mean, or the identity."""
+    if args.calibrate == "none":
+        return queries, lambda blocks: blocks
+    t0 = time.perf_counter()
+    doc_mean, n = streamed_mean(mapped_parts(entry))
+    q = l2_normalise(queries)
+    q = l2_normalise(q - q.mean(axis=0))
+    print(f"calibrate: GR doc mean streamed over {entry.n_parts} parts ({n} rows) in "
+          f"{time.perf_counter() - t0:.1f}s; |mean| {np.linalg.norm(doc_mean):.3f}; "
+          f"peak RSS so far {peak_rss_gb():.2f} GB")
+    return q, lambda blocks: gr_blocks(blocks, doc_mean)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=1_000_000)
@@ -123,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--faiss-docs", type=int, default=50_000)
     ap.add_argument("--faiss-queries", type=int, default=200)
     ap.add_argument("--cache-dir", default=None, help="where to write the parts (default: temp)")
+    ap.add_argument("--calibrate", choices=("gr", "none"), default="gr",
+                    help="GR with the doc mean streamed over the parts (default), or none")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -135,16 +158,17 @@ def main(argv: list[str] | None = None) -> None:
               f"{size_gb:.2f} GiB, {t_write:.1f}s; peak RSS so far {peak_rss_gb():.2f} GB")
 
         t0 = time.perf_counter()
+        queries, prep = calibrate(args, entry, queries)
         ids = doc_ids(args.docs)
-        top = search_blocks(queries, mapped_parts(entry), args.k, n_docs=args.docs, doc_ids=ids,
-                            device="cpu")
+        top = search_blocks(queries, prep(mapped_parts(entry)), args.k, n_docs=args.docs,
+                            doc_ids=ids, device="cpu")
         t_search = time.perf_counter() - t0
         id_array = np.array(ids, dtype=object)
         qids = [f"q{i}" for i in range(args.queries)]
         ranked = dict(zip(qids, id_array[top.indices].tolist(), strict=True))
         qrels = {q: {ids[t]: 1} for q, t in zip(qids, planted(args.queries, args.docs), strict=True)}
         ks = [k for k in (1, 10, 100) if k <= args.k]
-        metrics, _ = evaluate_ranking(ranked, qrels, ks=ks)
+        metrics, _ = evaluate_ranking(ranked, qrels, ks=ks, measures=("ndcg", "recall", "mrr", "hit"))
         seconds = time.perf_counter() - t0
         print(f"evaluate: Q={args.queries} x D={args.docs} exact top-{args.k} in {t_search:.1f}s, "
               f"with metrics {seconds:.1f}s; peak RSS so far {peak_rss_gb():.2f} GB")
@@ -154,15 +178,16 @@ def main(argv: list[str] | None = None) -> None:
             n = min(args.check_queries, args.queries)
             originals = (doc_part(p, args.part_size, args.docs, args.dim, args.seed)
                          for p in range(entry.n_parts))
-            ref = search_blocks(queries[:n], originals, args.k, n_docs=args.docs, doc_ids=ids,
-                                device="cpu")
+            ref = search_blocks(queries[:n], prep(originals), args.k, n_docs=args.docs,
+                                doc_ids=ids, device="cpu")
             exact_of_found = {}
             for p in range(entry.n_parts):  # float32 scores of the docs the float16 run found
                 lo, part = p * args.part_size, None
                 rows = top.indices[:n]
                 hit = (rows >= lo) & (rows < lo + args.part_size)
                 if hit.any():
-                    part = doc_part(p, args.part_size, args.docs, args.dim, args.seed)
+                    part = np.concatenate(list(prep(
+                        [doc_part(p, args.part_size, args.docs, args.dim, args.seed)])))
                     for r, c in zip(*np.nonzero(hit), strict=True):
                         exact_of_found[r, c] = float(queries[r] @ part[rows[r, c] - lo])
             err = max(abs(float(top.scores[r, c]) - v) for (r, c), v in exact_of_found.items())

@@ -2,7 +2,7 @@
 
     python -m experiments.report <sweep dirs...> [--out DIR] [--figures table1 figure4 ...]
     python -m experiments.report summarize <sweep dirs...> [--out DIR]   # summary.csv/.md only
-    python -m experiments.report compare RUN_A RUN_B [--metric ndcg@10] [--json]
+    python -m experiments.report compare RUN_A RUN_B [--metric ndcg@10] [--json] [--allow-different]
     python -m experiments.report export-mteb RUN_OR_SWEEP_DIR... --out DIR   # mteb result files
 
 Artefacts in ``--out`` (default: the single sweep dir): ``summary.{csv,md}``,
@@ -13,7 +13,9 @@ calibration sample count; experiment=ablation/samples) and ``report.md``. Jobs a
 paper by their model config name, ``calibration.method`` and ``dataset.subset``; results the
 paper has no number for (the toy benchmark, other models) show "–" in the paper columns.
 ``compare`` tests two run dirs (``per_query.csv``) on their common queries: B − A, its 95 %
-paired bootstrap CI and a paired two-sided randomisation test (:mod:`mixsearch.stats`).
+paired bootstrap CI and a paired two-sided randomisation test (:mod:`mixsearch.stats`); it
+refuses runs whose benchmark, subset, split, revision or query set differ (``metrics.json``,
+``per_query.csv``) unless ``--allow-different`` is given.
 Exit status: 0, or 1 when some job of the sweeps did not finish ok (everything is still
 written), 2 on bad input.
 """
@@ -372,15 +374,59 @@ def log_to_wandb(paths: list[Path], out: Path, sweeps: list[Path], args: argpars
     tracker.finish(ok=True)
 
 
+#: ``metrics.json`` benchmark fields that must agree for two runs' queries to be paired.
+PAIRING_FIELDS = ("name", "subset", "split", "revision", "qrels_revision")
+
+
+def pairing_problems(run_a: Path, run_b: Path, frames: list[pd.DataFrame]) -> list[str]:
+    """Why the per-query rows of two runs are not the same queries: a different benchmark,
+    subset, split or revision (``metrics.json``), or a different query set
+    (``per_query.csv``). Empty when they pair."""
+    problems = []
+    benches = []
+    for d in (run_a, run_b):
+        path = d / "metrics.json"
+        try:
+            benches.append(json.loads(path.read_text(encoding="utf-8")).get("benchmark") or {})
+        except (OSError, json.JSONDecodeError) as e:
+            problems.append(f"{path}: unreadable ({e}); cannot tell the run's benchmark")
+            benches.append(None)
+    if None not in benches:
+        for key in PAIRING_FIELDS:
+            va, vb = (b.get(key) for b in benches)  # type: ignore[union-attr]
+            if va != vb:
+                problems.append(f"benchmark {key} differs: A {va!r}, B {vb!r}")
+    qa, qb = (set(f["qid"].astype(str)) for f in frames)
+    if qa != qb:
+        only_a, only_b = sorted(qa - qb), sorted(qb - qa)
+        problems.append(f"query sets differ: {len(only_a)} only in A (first {only_a[:3]}), "
+                        f"{len(only_b)} only in B (first {only_b[:3]})")
+    return problems
+
+
 def compare_runs(run_a: Path, run_b: Path, metric: str = "ndcg@10", *,
-                 n_resamples: int = stats.N_RESAMPLES, seed: int = 0) -> stats.Comparison:
+                 n_resamples: int = stats.N_RESAMPLES, seed: int = 0,
+                 allow_different: bool = False) -> stats.Comparison:
     """Paired comparison of run B against run A on ``metric`` over their common queries.
+
+    Args:
+        allow_different: pair the common query ids even when :func:`pairing_problems` finds
+            that the runs differ in benchmark or query set (the problems are then printed as
+            warnings).
 
     Raises:
         FileNotFoundError: a run dir has no ``per_query.csv``.
-        ValueError: the tables cannot be paired (see :func:`mixsearch.stats.compare`).
+        ValueError: the tables cannot be paired (see :func:`mixsearch.stats.compare`), or the
+            runs differ (names each difference) and ``allow_different`` is False.
     """
     frames = [read_per_query(d) for d in (run_a, run_b)]
+    problems = pairing_problems(run_a, run_b, frames)
+    if problems and not allow_different:
+        raise ValueError(f"{run_a} and {run_b} are not runs on the same queries: "
+                         + "; ".join(problems) + " (pass --allow-different to pair their "
+                         "common query ids anyway)")
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
     return stats.compare(*frames, metric, n_resamples=n_resamples, seed=seed,
                          names=(f"{run_a}/per_query.csv", f"{run_b}/per_query.csv"))
 
@@ -395,9 +441,12 @@ def compare_main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--resamples", type=int, default=stats.N_RESAMPLES)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--allow-different", action="store_true",
+                        help="pair the common query ids even if benchmark, split or query set differ")
     args = parser.parse_args(argv)
     try:
-        c = compare_runs(args.run_a, args.run_b, args.metric, n_resamples=args.resamples, seed=args.seed)
+        c = compare_runs(args.run_a, args.run_b, args.metric, n_resamples=args.resamples,
+                         seed=args.seed, allow_different=args.allow_different)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -32,6 +32,8 @@ random subset (the sample-count ablation).
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,9 @@ from mixsearch.calibrators import Calibrator, Pairs, State, build_calibrator
 from mixsearch.calibrators.basic import NoCalibration
 from mixsearch.data.benchmark import DataError
 from mixsearch.fusion import Views, l2_normalise
+from mixsearch.statefiles import CHECKSUMS, load_npy, read_checksums, verified_bytes
+
+log = logging.getLogger(__name__)
 
 ROLES = ("query_text", "query_image", "doc_text", "doc_image", "query_joint", "doc_joint")
 SOURCES = ("auto", "train", "crossfit", "transductive", "files")
@@ -99,6 +104,75 @@ def fit_means(pools: dict[str, np.ndarray], source: str) -> Means:
     return Means(**out, source=source, n_samples={r: len(pools[r]) for r in out})
 
 
+def streamed_mean(blocks: Iterable[np.ndarray], *, chunk_rows: int = 65536) -> tuple[np.ndarray, int]:
+    """Mean of the L2-normalised rows of ``blocks``, read one block and one chunk at a time.
+
+    For pools too large for memory (M-BEIR's 5.6M-candidate global pool): each block (e.g. a
+    memory-mapped float16 cache part, :func:`entry_blocks`) is normalised in float32 chunks of
+    at most ``chunk_rows`` rows and summed in float64, so only one chunk is ever copied.
+    Equals ``l2_normalise(np.concatenate(blocks)).mean(0)`` up to float rounding.
+
+    Returns:
+        ``(mean as float32, number of rows)``.
+
+    Raises:
+        ValueError: no rows, or blocks of different widths.
+    """
+    total: np.ndarray | None = None
+    n = 0
+    for block in blocks:
+        for lo in range(0, len(block), chunk_rows):
+            chunk = l2_normalise(np.asarray(block[lo:lo + chunk_rows], dtype=np.float32))
+            if total is None:
+                total = np.zeros(chunk.shape[1], np.float64)
+            elif chunk.shape[1] != total.shape[0]:
+                raise ValueError(f"streamed_mean: a block of width {chunk.shape[1]} after width "
+                                 f"{total.shape[0]}")
+            total += chunk.sum(axis=0, dtype=np.float64)
+            n += len(chunk)
+    if total is None or n == 0:
+        raise ValueError("streamed_mean: no rows")
+    return (total / n).astype(np.float32), n
+
+
+def gr_blocks(blocks: Iterable[np.ndarray], mean: np.ndarray, *, chunk_rows: int = 65536
+              ) -> Iterator[np.ndarray]:
+    """GR applied to rows streamed block by block: L2-normalise, subtract ``mean``, L2-normalise
+    again (the paper's order), as float32 chunks of at most ``chunk_rows`` rows, ready for
+    :func:`mixsearch.retrieval.search_blocks`; only one chunk exists at a time."""
+    mean = np.asarray(mean, dtype=np.float32)
+    for block in blocks:
+        for lo in range(0, len(block), chunk_rows):
+            chunk = np.asarray(block[lo:lo + chunk_rows], dtype=np.float32)
+            yield l2_normalise(l2_normalise(chunk) - mean)
+
+
+def entry_blocks(entry: Any) -> Iterator[np.ndarray]:
+    """The vectors of each part of a complete :class:`~mixsearch.embed.cache.CacheEntry`,
+    memory-mapped, one part at a time (checksums verified on read).
+
+    Raises:
+        DataError: a part is missing or damaged (names the entry).
+    """
+    for p in range(entry.n_parts):
+        part = entry.read_part(p, mmap=True)
+        if part is None:
+            raise DataError(f"cache entry {entry.path}: part {p} is missing or damaged; "
+                            "re-run the extraction")
+        yield part.vectors
+
+
+def streamed_means(entries: dict[str, Any], source: str = "train") -> Means:
+    """GR means per role from cache entries (``{"doc_image": entry, ...}``), never holding a
+    whole pool in memory (:func:`streamed_mean` over :func:`entry_blocks`)."""
+    out, counts = {}, {}
+    for role, entry in entries.items():
+        if role not in ROLES:
+            raise ValueError(f"calibration pool: unknown role {role!r}; choose from {ROLES}")
+        out[role], counts[role] = streamed_mean(entry_blocks(entry))
+    return Means(**out, source=source, n_samples=counts)
+
+
 def load_mean_files(
     files: dict[str, str | None],
     *,
@@ -136,15 +210,15 @@ def load_mean_files(
 
 def _read_vector(path: str) -> np.ndarray:
     if path.endswith(".npy"):
-        try:
-            obj: Any = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DataError(f"cannot read mean file {path}: {e}") from e
+        obj: Any = load_npy(verified_bytes(path, "mean file"), path, "mean file")
     elif path.endswith(".pt"):
+        import io
+
         import torch
 
+        data = verified_bytes(path, "mean file")
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises several types for missing/corrupt/unsafe files
             raise DataError(f"cannot read mean file {path}: {e}") from e
         if isinstance(obj, dict | list | tuple) and len(obj) == 1:
@@ -264,7 +338,8 @@ class Calibration:
         """The calibrated (not renormalised) parts of ``views``; ``side`` is ``query`` or ``doc``.
 
         Every part an item shows (text, image, joint) is transformed under the role
-        ``<side>_<part>``; rows an item does not show stay zero.
+        ``<side>_<part>``; rows an item does not show stay zero. Rows that calibration leaves
+        (numerically) zero are named in a warning and in ``notes`` (:func:`zero_rows_note`).
         """
         if not self.calibrator.fits_state:
             return views
@@ -273,7 +348,32 @@ class Calibration:
             if mask.any():
                 role = self.role_for(f"{side}_{part}", notes)
                 parts[part] = (self.transform(role, rows, side) * mask[:, None]).astype(np.float32)
+                note = zero_rows_note(f"{side}_{part}", views.ids, parts[part], mask, self.method)
+                if note:
+                    log.warning("%s", note)
+                    if notes is not None:
+                        notes.append(note)
         return replace(views, **parts)
+
+
+#: Squared norm under which a calibrated part counts as zero (the rows were unit vectors).
+ZERO_SQ_NORM = 1e-12
+
+
+def zero_rows_note(role: str, ids: list[str], rows: np.ndarray, mask: np.ndarray, method: str) -> str | None:
+    """A message naming the items whose calibrated ``role`` part is zero, or None.
+
+    Such an item equals its role's mean (a transductive mean over one item, a one-query
+    benchmark): it has no direction left, so it scores 0 against everything (a unimodal item)
+    or is represented by its other part alone (image+text).
+    """
+    zero = mask & (np.einsum("ij,ij->i", rows, rows) <= ZERO_SQ_NORM)
+    if not zero.any():
+        return None
+    bad = [ids[i] for i in np.flatnonzero(zero)]
+    return (f"calibration={method}: {len(bad)} {role} vector(s) are zero after calibration (the item "
+            f"equals its role's mean) and score 0 against everything: "
+            f"{', '.join(map(repr, bad[:5]))}{' ...' if len(bad) > 5 else ''}")
 
 
 #: A query role without a state of its own borrows the doc role's (recorded in the notes).
@@ -311,20 +411,28 @@ def _subsample(rows: np.ndarray, n: int | None, rng: np.random.Generator) -> np.
 def load_state_dir(folder: str | Path) -> State:
     """Every ``<key>.npy`` of a folder written by a run (``calibration.state_dir``).
 
+    Files are verified against the folder's ``checksums.json`` (:mod:`mixsearch.statefiles`).
+
     Raises:
-        DataError: the folder is missing or holds no ``.npy`` file (names it), or a file is
-            unreadable or not finite (names the file).
+        DataError: the folder is missing or holds no ``.npy`` file (names it), its files differ
+            from those its ``checksums.json`` lists, or a file is unreadable, changed since it
+            was written (checksum) or not finite (names the file).
     """
     folder = Path(folder)
     files = sorted(folder.glob("*.npy")) if folder.is_dir() else []
     if not files:
         raise DataError(f"calibration.state_dir: {folder} has no .npy state files")
+    sums = read_checksums(folder)
+    if sums is not None:  # the folder is exactly what one run wrote: no file more, none less
+        names = {p.name for p in files}
+        extra, gone = sorted(names - set(sums)), sorted(set(sums) - names)
+        if extra or gone:
+            raise DataError(f"calibration.state_dir: {folder / CHECKSUMS} lists "
+                            f"{sorted(sums)}, but the folder holds {sorted(names)}: "
+                            f"{'unlisted ' + str(extra) if extra else 'missing ' + str(gone)}")
     state: State = {}
     for path in files:
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DataError(f"cannot read calibration state {path}: {e}") from e
+        arr = load_npy(verified_bytes(path), path)
         if not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
             raise DataError(f"calibration state {path}: expected finite floats")
         state[path.stem] = arr.astype(np.float32)
@@ -418,6 +526,8 @@ def resolve(
         counts = {r: len(rows) for r, rows in fit_pools.items()}
         if calibrator.needs_pairs and fit_pairs is not None:
             counts["pairs"] = len(fit_pairs[0])
+    if source == "files" and means is None:
+        _check_loaded_state(calibrator, state, cfg)
     lacking = [r for r in needed if not calibrator.covers(r, state)]
     if lacking:
         what = "mean" if method == "gr" else "state"
@@ -430,6 +540,21 @@ def resolve(
             raise ValueError(f"calibration.source={source}: {name} has shape {arr.shape}, "
                              f"embeddings have dim {dim}")
     return Calibration(method, source, state if method == "gr" else {}, counts, state=state, **common)
+
+
+def _check_loaded_state(calibrator: Calibrator, state: State, cfg: dict[str, Any]) -> None:
+    """What the method knows of its own state (:meth:`Calibrator.check_state`), for state read
+    from files: a damaged or foreign file must not calibrate silently.
+
+    Raises:
+        DataError: names the file and the property it breaks.
+    """
+    for key, problem in calibrator.check_state(state):
+        if cfg.get("state_dir"):
+            where = str(Path(cfg["state_dir"]) / f"{key}.npy")
+        else:
+            where = str((cfg.get("files") or {}).get(key, key))
+        raise DataError(f"calibration state {where}: {problem}")
 
 
 def _crossfit(cfg: dict[str, Any], method: str, queries: Views, docs: Views,

@@ -21,12 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from mixsearch import stats
 from mixsearch.jobinfo import hydra_choices, read_yaml, swept_keys
+from mixsearch.metrics import HIT_NOTE, display_name
 from mixsearch.tracking import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 #: Metrics shown first (and the only ones in ``summary.md``); the CSV has every metric.
-MAIN_METRICS = ("ndcg@10", "ndcg@100", "recall@1", "mrr@10")
+MAIN_METRICS = ("ndcg@10", "ndcg@100", "recall@1", "mrr@10", "hit@5", "hit@10")
 #: Metric whose 95 % bootstrap CI over queries (from ``per_query.csv``) the summary shows.
 CI_METRIC = "ndcg@10"
 #: Config groups whose choice gets a column of its own.
@@ -211,9 +212,12 @@ def write_summary(sweep_dirs: list[str | Path], out_dir: str | Path) -> pd.DataF
     n_ok = int((frame["status"] == "ok").sum())
     shown = [c for c in frame.columns if c not in ("run_dir", "overrides", "sweep")
              and (c in MAIN_METRICS or not _is_metric_column(c, jobs))]
+    table = frame[shown].rename(columns=display_name)  # hit@5 -> "Recall@5 (hit)", as M-BEIR
     lines = [f"# Sweep summary: {', '.join(str(d) for d in sweep_dirs)}", "",
              f"{len(frame)} jobs: {n_ok} ok, {len(frame) - n_ok} not ok. "
-             "All metrics and run dirs are in summary.csv.", "", markdown_table(frame[shown])]
+             "All metrics and run dirs are in summary.csv.", "", markdown_table(table)]
+    if any(c.startswith("hit@") for c in shown):
+        lines += ["", HIT_NOTE, ""]
     atomic_write_text(out_dir / "summary.md", "\n".join(lines))
     return frame
 
@@ -237,9 +241,27 @@ def _record(not_ok: int) -> None:
     _not_ok = (_not_ok or 0) + not_ok
 
 
+class SweepDirInUse(RuntimeError):
+    """A multirun was pointed at a sweep dir that already holds another multirun's jobs."""
+
+
 class SummaryCallback(Callback):
     """Writes ``summary.csv`` and ``summary.md`` into the sweep dir when a multirun ends, and
-    records how many jobs did not end ok (see :func:`sweep_exit_code`)."""
+    records how many jobs did not end ok (see :func:`sweep_exit_code`).
+
+    A multirun must start in a sweep dir without job dirs: the summary lists every job dir
+    there, so a second multirun in the same dir (a reused ``hydra.sweep.dir``) would mix its
+    jobs with the first one's.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        old = _job_dirs(sweep_dir) if sweep_dir.is_dir() else []
+        if old:
+            raise SweepDirInUse(
+                f"sweep dir {sweep_dir} already holds {len(old)} job dir(s) of another multirun "
+                f"({', '.join(p.name for p in old[:5])}); its summary would mix the two: give "
+                "hydra.sweep.dir a new folder (or remove the old one)")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -32,12 +32,13 @@ from mixsearch.encoders.offline import resolve_device
 from mixsearch.fusion import Views, build_query_matrix, fuse, l2_normalise, make_views
 from mixsearch.merge import SINGLE, check_merge, merge_lists
 from mixsearch.metrics import evaluate_ranking
-from mixsearch.retrieval import IdOrder, TopK, search
+from mixsearch.retrieval import NUMPY_DESC, IdOrder, TopK, search
 from mixsearch.schema import section_options as options
 from mixsearch.sweep import (
     SWEEP_METHODS,
     ChunkSweep,
     MixedDocs,
+    ModalityShare,
     RankedLists,
     RankScorer,
     group_means,
@@ -144,14 +145,18 @@ class Evaluator:
         self.calibration: Calibration = resolve(
             options("calibration", calibration), self.queries, self.docs, pools=pools, means=means,
             pairs=pairs)
-        self.centred_docs = self.calibration.apply(self.docs, "doc")
+        self._doc_notes: list[str] = []  # e.g. docs that calibration leaves zero
+        self.centred_docs = self.calibration.apply(self.docs, "doc", self._doc_notes)
         query_ids = set(self.queries.ids)
         unknown = [q for q in bench.qrels if q not in query_ids]
         if unknown:
             raise DataError(f"{bench.name}: qrels query {unknown[0]!r} is not among the queries")
         self._query_cache: dict[tuple[str, float], _QueryState] = {}
         # Place of each doc in the tie order of search() (retrieval.ties).
-        self._order = IdOrder(self.docs.ids, len(self.docs.ids), self.retrieval_cfg["ties"])
+        # (numpy_desc is no doc order: search() sorts each query's scores; merges refuse it, and
+        # the sweep falls back to run(), so this order is only used for ids' checks then)
+        ties = self.retrieval_cfg["ties"]
+        self._order = IdOrder(self.docs.ids, len(self.docs.ids), "first" if ties == NUMPY_DESC else ties)
         self._id_rank = self._order.rank_of_row
         self._scorer: RankScorer | None = None  # built by the first sweep
 
@@ -246,7 +251,7 @@ class Evaluator:
             by_target_modality=by_target_modality(table),
             topk_modality_share=topk_modality_share(top.indices, mods, TOPK_SHARE_K),
             gap=gap,
-            calibration={**self.calibration.summary(), "notes": list(qs.notes)},
+            calibration={**self.calibration.summary(), "notes": [*self._doc_notes, *qs.notes]},
             corpus=self._corpus_summary(),
             ranked=ranked,
             scores=scores,
@@ -283,6 +288,12 @@ class Evaluator:
             ranks = np.arange(indices.shape[1], dtype=np.float32)
             return TopK(np.broadcast_to(1 - ranks / 100, indices.shape).copy(), indices)
         merge = self.retrieval_cfg["merge"]
+        if self.retrieval_cfg["ties"] == NUMPY_DESC:
+            if merge != SINGLE:
+                raise ValueError(f"retrieval.ties={NUMPY_DESC} orders one score vector per query; "
+                                 f"it takes no retrieval.merge (got {merge!r})")
+            # numpy's order of equal scores depends on the whole vector: one search over all
+            return TopK(*self._search_rows(qs.after, docs, np.ones(len(docs), bool), k))
         if merge != SINGLE:
             # each doc modality is its own index; their lists are merged (mixsearch.merge)
             lists = [self._search_rows(qs.after, docs, self.docs.modalities == mod, k)
@@ -299,10 +310,17 @@ class Evaluator:
         order = np.lexsort((self._id_rank[r], -s), axis=-1)[:, :k]
         return TopK(np.take_along_axis(s, order, 1), np.take_along_axis(r, order, 1))
 
-    def _unimodal_topk(self, qs: _QueryState, docs: np.ndarray, k: int):
+    def _unimodal_topk(self, qs: _QueryState, docs: np.ndarray | None, k: int):
+        """Top-k among the unimodal docs, once per query option. ``docs``: the searched doc
+        vectors, or None to build those of the unimodal rows only (a unimodal doc's vector is
+        ``normalise(its one part)`` under every fusion method)."""
         if qs.unimodal_topk is None:
-            qs.unimodal_topk = self._search_rows(
-                qs.after, docs, ~(self.docs.has_text & self.docs.has_image), k)
+            uni = ~(self.docs.has_text & self.docs.has_image)
+            if docs is None:
+                c = self.centred_docs
+                docs = np.zeros_like(c.text)
+                docs[uni] = l2_normalise(c.text[uni] + c.image[uni])  # the absent part is zero
+            qs.unimodal_topk = self._search_rows(qs.after, docs, uni, k)
         return qs.unimodal_topk
 
     # ---- many fusion options at once -----------------------------------------------------------
@@ -332,6 +350,7 @@ class Evaluator:
         r = self.retrieval_cfg
         return (f["method"] in SWEEP_METHODS and 0.0 <= float(f["alpha"]) <= 1.0
                 and r["backend"] == "exact" and r.get("merge", "single") == "single"
+                and r["ties"] != NUMPY_DESC
                 and resolve_device(r["device"], "retrieval.device").type == "cpu"
                 and not self.calibration.calibrator.push_down
                 and self.metrics_cfg["ndcg_variant"] == "trec"
@@ -354,7 +373,7 @@ class Evaluator:
         fixed = pd.DataFrame({"qid": qids, "target_modality": targets,
                               "query_role": qs.roles[scorer.query_rows]})
         q_before, q_after = role_centroids(qs.before, qs.roles), role_centroids(qs.after, qs.roles)
-        corpus, mods = self._corpus_summary(), np.asarray(self.docs.modalities, dtype=str)
+        corpus, share = self._corpus_summary(), ModalityShare(self.docs.modalities, TOPK_SHARE_K)
         cent_before, cent_after = before_mixed.centroids(alphas), mixed.centroids(alphas)
         doc_ids = np.array(self.docs.ids, dtype=object)
         positions = {q: n for n, q in enumerate(self.queries.ids)}
@@ -372,9 +391,9 @@ class Evaluator:
                 metrics={name: float(col.mean()) for name, col in columns.items()},
                 per_query=table,
                 by_target_modality=group_means(targets, columns),
-                topk_modality_share=topk_modality_share(top.indices, mods, TOPK_SHARE_K),
+                topk_modality_share=share(top.indices),
                 gap=gap,
-                calibration={**self.calibration.summary(), "notes": list(qs.notes)},
+                calibration={**self.calibration.summary(), "notes": [*self._doc_notes, *qs.notes]},
                 corpus=dict(corpus),
                 ranked=RankedLists(positions, top.indices, doc_ids),  # type: ignore[arg-type]
                 scores=RankedLists(positions, top.scores),  # type: ignore[arg-type]
@@ -390,7 +409,7 @@ class Evaluator:
         n_q, k = len(self.queries.ids), min(k_opt, len(self.docs.ids))
         mixed = MixedDocs.build(self.centred_docs, method)
         if (~(self.docs.has_text & self.docs.has_image)).any():
-            s_uni, r_uni = self._unimodal_topk(qs, fuse(self.centred_docs, method=method), k_opt)
+            s_uni, r_uni = self._unimodal_topk(qs, None, k_opt)
             uni_keys = self._order.pack(s_uni, r_uni)
             tau = s_uni[:, k - 1] if s_uni.shape[1] >= k else np.full(n_q, -np.inf, np.float32)
         else:

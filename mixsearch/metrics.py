@@ -9,6 +9,11 @@ trec_eval semantics (``ndcg_variant="trec"``, the default):
 * Recall@k = |relevant in top k| / |relevant| (``recall_k``);
 * MRR@k = 1 / rank of the first relevant doc if it is within k, else 0 (``recip_rank`` on the
   run cut at k).
+* Hit@k = 1 if any relevant doc is within the top k, else 0 (trec_eval's ``success_k``).
+  This is what M-BEIR/UniIR report as "Recall@k" (``compute_recall_at_k`` in UniIR's
+  ``src/common/mbeir_retriever.py``: 1.0 when the top k and the relevant set intersect); it
+  equals recall@k only for queries with one relevant doc. Tables label it "Recall@k (hit)"
+  (:data:`DISPLAY_NAMES`).
 
 ``ndcg_variant="seed_topk"`` reproduces the seed code: sklearn's
 ``ndcg_score([rel_window], [scores_window], k=k)`` per query, where the window is the ranked
@@ -27,9 +32,20 @@ from itertools import chain, repeat
 
 import numpy as np
 
-MEASURES = ("ndcg", "recall", "mrr")
+MEASURES = ("ndcg", "recall", "mrr", "hit")
 GAINS = ("linear", "exponential")
 NDCG_VARIANTS = ("trec", "seed_topk")
+
+#: How tables head a metric column: M-BEIR's name for hit@k, marked as a hit rate.
+DISPLAY_NAMES = {f"hit@{k}": f"Recall@{k} (hit)" for k in (1, 5, 10, 20, 50, 100)}
+HIT_NOTE = ("Recall@k (hit) is M-BEIR's Recall@k: the share of queries with at least one "
+            "relevant document in the top k (trec_eval success@k), not the fraction of relevant "
+            "documents found (recall@k).")
+
+
+def display_name(metric: str) -> str:
+    """The column heading of ``metric`` (``hit@5`` -> ``Recall@5 (hit)``; others unchanged)."""
+    return DISPLAY_NAMES.get(metric, metric)
 
 
 def evaluate_ranking(
@@ -53,7 +69,7 @@ def evaluate_ranking(
         ranked: query id -> doc ids, best first, already tie-broken; no repeated doc ids.
         qrels: query id -> {doc id: integer grade}.
         ks: cut-offs; each measure is reported at each k.
-        measures: any of ``"ndcg"``, ``"recall"``, ``"mrr"``.
+        measures: any of ``"ndcg"``, ``"recall"``, ``"mrr"``, ``"hit"``.
         gain: ``"linear"`` (grade) or ``"exponential"`` (2^grade - 1).
         ndcg_variant: ``"trec"`` or ``"seed_topk"`` (see the module docstring).
         scores: query id -> scores aligned with ``ranked[qid]``; required by ``"seed_topk"``
@@ -123,7 +139,7 @@ def measure_columns(
         first: ``(n_queries,)`` 1-based rank of the first relevant doc, ``inf`` if none.
         judged: each query's qrels (all judged docs, for the ideal DCG and recall base).
         ks: distinct cut-offs (as validated by :func:`evaluate_ranking`).
-        measures: any of ``"ndcg"``, ``"recall"``, ``"mrr"``.
+        measures: any of ``"ndcg"``, ``"recall"``, ``"mrr"``, ``"hit"``.
         gain: ``"linear"`` or ``"exponential"``.
         ndcg: a precomputed ``(n_queries, len(ks))`` NDCG (the ``seed_topk`` variant); default:
             trec_eval's ``ndcg_cut``.
@@ -131,7 +147,8 @@ def measure_columns(
             across many rankings of the same queries (computed here when None).
 
     Returns:
-        ``{"ndcg@k": ..., "recall@k": ..., "mrr@k": ...}`` float64 columns, in that order.
+        ``{"ndcg@k": ..., "recall@k": ..., "mrr@k": ..., "hit@k": ...}`` float64 columns, in
+        that order.
     """
     gain_fn = _linear_gain if gain == "linear" else _exponential_gain
     stats = judged_stats or judged_summary(judged, grades.shape[1], gain)
@@ -145,6 +162,8 @@ def measure_columns(
         columns.update({f"recall@{k}": hits[:, k - 1] / stats.n_rel for k in ks})
     if "mrr" in measures:
         columns.update({f"mrr@{k}": np.where(first <= k, 1.0 / first, 0.0) for k in ks})
+    if "hit" in measures:
+        columns.update({f"hit@{k}": (first <= k).astype(np.float64) for k in ks})
     return columns
 
 

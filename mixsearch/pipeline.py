@@ -15,15 +15,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixsearch.config import ConfigError, build, section
+from mixsearch.config import ConfigError, build, section, split_dataset_section
 from mixsearch.data.benchmark import Benchmark
+from mixsearch.data.validate import check_ids
 from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
+from mixsearch.embed.devices import extract_on_devices, resolve_devices
+from mixsearch.embed.embeddings import digest
 from mixsearch.embed.extract import embed_benchmark, embed_records, has_field
 from mixsearch.encoders.base import Encoder, joint_unsupported_message
 from mixsearch.logs import progress_bars_off
+from mixsearch.metrics import display_name
 from mixsearch.schema import validate
+from mixsearch.statefiles import write_state_files
 from mixsearch.tracking import (
+    claim_run_dir,
     git_commit,
     package_versions,
     start_tracker,
@@ -105,12 +111,17 @@ def resolve_fusion(fusion_cfg: dict[str, Any], encoder: Encoder) -> dict[str, An
     """``fusion.method=auto`` (and ``fusion.query=auto``) become ``joint`` for an encoder that
     embeds image+text items jointly and ``weighted`` for one that does not: each model's own
     recipe (VLM2Vec's rows of Table 1 are joint, the CLIP family's α-weighted), so one sweep
-    over both kinds of model runs each as its paper row did."""
+    over both kinds of model runs each as its paper row did. ``fusion.query=auto`` takes the
+    encoder's ``recipe_query`` when it has one (VLM2Vec: ``text``, the seed's queries)."""
     joint = bool(getattr(encoder, "supports_joint", False))
     out = dict(fusion_cfg)
     for key in ("method", "query"):
         if out.get(key) == "auto":
             out[key] = "joint" if joint else "weighted"
+    # a model whose recipe embeds queries its own way (VLM2Vec: text only, as the seed)
+    recipe = getattr(encoder, "recipe_query", None)
+    if fusion_cfg.get("query") == "auto" and recipe:
+        out["query"] = recipe
     return out
 
 
@@ -134,7 +145,14 @@ def embed_all(
     cal_cfg: dict[str, Any],
     fusion_cfg: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Embeddings] | None, list[dict[str, Any]]]:
-    """Embed every split the run needs. Returns ``(None, stats)`` for a shard-only job."""
+    """Embed every split the run needs. Returns ``(None, stats)`` for a shard-only job.
+
+    Raises:
+        DataError: an id the run file cannot hold (:func:`~mixsearch.data.validate.check_ids`),
+            before anything is embedded.
+    """
+    check_ids(bench)  # loaders check too; a benchmark built by hand reaches here unchecked
+    embed_cfg = extraction_options(embed_cfg)
     splits = ["queries", "corpus"]
     if _needs_pools(cal_cfg):
         splits += [f"calibration/{k}" for k in sorted(bench.calibration)]
@@ -168,9 +186,24 @@ def embed_all(
     return embs, stats
 
 
+def extraction_options(embed_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``embed`` section as :func:`embed_records` takes it: without ``devices``, which
+    :func:`run` acts on (one extraction process per device) before anything embeds here."""
+    return {k: v for k, v in embed_cfg.items() if k != "devices"}
+
+
 def _dataset_key(bench: Benchmark) -> str:
-    rev = bench.meta.get("revision")
-    return f"{bench.name}@{rev}" if rev else bench.name
+    return bench.cache_key()
+
+
+def benchmark_metrics(bench: Benchmark, metrics_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The metrics section plus the measures the benchmark's own papers report
+    (``meta["measures"]``: M-BEIR's Recall@k is ``hit``), so its headline is always there."""
+    extra = [m for m in bench.meta.get("measures") or () if m not in metrics_cfg["measures"]]
+    if not extra:
+        return metrics_cfg
+    log.info("%s: adding metrics.measures %s (the benchmark's headline)", bench.name, extra)
+    return {**metrics_cfg, "measures": [*metrics_cfg["measures"], *extra]}
 
 
 def calibration_pools(
@@ -189,6 +222,7 @@ def calibration_pools(
     """
     if not _needs_pools(cal_cfg):
         return None
+    embed_cfg = extraction_options(embed_cfg)
     pools: dict[str, list[np.ndarray]] = {}
     for key, role in _CALIBRATION_ROLES.items():
         if key in embs:
@@ -223,6 +257,16 @@ def calibration_pools(
             )
         return None
     return {role: np.concatenate(parts) for role, parts in pools.items()}
+
+
+def input_digests(embs: dict[str, Embeddings], pools: dict[str, np.ndarray] | None) -> dict[str, str]:
+    """``embedding.digests`` of metrics.json: a digest (:func:`~mixsearch.embed.embeddings.digest`)
+    of the vectors this run used, per ``split/field`` and per calibration pool role
+    (``pool/<role>``, which includes ``calibration.train_sets``), so two results can be traced
+    to their exact inputs."""
+    out = {key: digest(e) for key, e in sorted(embs.items())}
+    out.update({f"pool/{role}": digest(rows) for role, rows in sorted((pools or {}).items())})
+    return out
 
 
 def skipped_items(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -304,11 +348,12 @@ def encoder_compute(
     seconds = sum(s.get("seconds", 0.0) for s in stats if s.get("encoded_items"))
     speed = encoded / seconds if encoded and seconds else None
     key = "compute:" + json.dumps([getattr(encoder, "name", ""), _fingerprint(encoder), fields,
-                                    bench.name])
+                                    bench.name, embed_cfg.get("max_image_side")])
     if key not in _MEMO:
         amp = resolve_amp(embed_cfg.get("amp", "auto"), encoder.device)
         _MEMO[key] = measure_compute(encoder, compute_samples(bench.corpus, fields),
-                                     encoded_items_per_s=speed, amp=amp)
+                                     encoded_items_per_s=speed, amp=amp,
+                                     max_image_side=embed_cfg.get("max_image_side"))
     out = dict(_MEMO[key])
     if speed:  # this run's own extraction speed beats an earlier job's sample timing
         out.update(items_per_s=speed, items_per_s_source="extraction")
@@ -335,10 +380,15 @@ def gflops_per_doc(
 
 
 def _fingerprint(encoder: Encoder) -> str:
-    try:
-        return encoder.fingerprint_hash()
-    except Exception:  # noqa: BLE001 - a source without a fingerprint is keyed by its name
+    """The encoder's fingerprint hash in the compute memo key. A duck-typed plug-in without
+    ``fingerprint_hash`` is keyed by its name alone (logged); an error raised while
+    fingerprinting propagates, since a blank key would hand this model another model's figures."""
+    fingerprint_hash = getattr(encoder, "fingerprint_hash", None)
+    if not callable(fingerprint_hash):
+        log.warning("encoder %r has no fingerprint_hash(): its compute figures are memoised "
+                    "by its name alone", getattr(encoder, "name", type(encoder).__name__))
         return ""
+    return fingerprint_hash()
 
 
 def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
@@ -349,20 +399,10 @@ def save_means(folder: Path, means: dict[str, np.ndarray]) -> dict[str, str]:
 
 
 def save_state(folder: Path, state: dict[str, np.ndarray]) -> dict[str, str]:
-    """Write each array of a calibration state as ``<key>.npy`` (atomically), reusable with
+    """Write each array of a calibration state as ``<key>.npy`` (atomically) with the folder's
+    ``checksums.json`` (:mod:`mixsearch.statefiles`), reusable with
     ``calibration.source=files calibration.state_dir=<folder>``. Returns key -> path."""
-    if not state:
-        return {}
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for key, arr in sorted(state.items()):
-        path = folder / f"{key}.npy"
-        tmp = folder / f".{key}.npy.tmp"
-        with open(tmp, "wb") as f:  # a file object keeps numpy from renaming the temp file
-            np.save(f, np.asarray(arr, dtype=np.float32))
-        tmp.replace(path)
-        written[key] = str(path)
-    return written
+    return write_state_files(folder, state)
 
 
 def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -381,18 +421,20 @@ def run(cfg: dict[str, Any], *, overrides: list[str] | tuple[str, ...] = ()) -> 
 
     Raises:
         ConfigError: a wrong option, named.
+        RunDirInUse: another live run holds the output dir.
     """
     warnings = validate(cfg, overrides=overrides)
     run_dir = Path(cfg["paths"]["output_dir"])
-    tracker = start_tracker(cfg, run_dir)
-    try:
-        # embed.progress=false: no bars at all, also those third-party encoders draw
-        with progress_bars_off(not section(cfg, "embed").get("progress", True)):
-            out = _run(cfg, run_dir, tracker, warnings)
-    except BaseException as e:
-        tracker.finish(ok=False, error=e)
-        raise
-    tracker.finish(ok=True)
+    with claim_run_dir(run_dir):  # two live runs never share a dir
+        tracker = start_tracker(cfg, run_dir)
+        try:
+            # embed.progress=false: no bars at all, also those third-party encoders draw
+            with progress_bars_off(not section(cfg, "embed").get("progress", True)):
+                out = _run(cfg, run_dir, tracker, warnings)
+        except BaseException as e:
+            tracker.finish(ok=False, error=e)
+            raise
+        tracker.finish(ok=True)
     return out
 
 
@@ -402,10 +444,20 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     t0 = time.perf_counter()
     seed_everything(int(cfg.get("seed", 0)))
     corpus_cfg, cal_cfg = section(cfg, "corpus"), section(cfg, "calibration")
+    dataset_spec, dataset_opts = split_dataset_section(cfg["dataset"])
     embed_cfg = skip_policy(section(cfg, "dataset"), section(cfg, "embed"))
+    devices = resolve_devices(embed_cfg.get("devices"))
+    embed_cfg = extraction_options(embed_cfg)
+    # images are decoded through embed_records, so the decode size travels with its options
+    embed_cfg = {**embed_cfg, "max_image_side": dataset_opts["max_image_side"]}
 
-    bench = build_shared(cfg["dataset"], "dataset")
+    bench = build_shared(dataset_spec, "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
+    if devices:
+        if embed_cfg.get("num_shards", 1) != 1:
+            raise ConfigError("embed.devices shards the extraction itself; drop embed.num_shards")
+        # before this process builds its model: the devices are the extraction processes'
+        per_device = extract_on_devices(cfg, devices)
     encoder = build_shared(cfg["model"], "model")
     fusion_cfg = resolve_fusion(section(cfg, "fusion"), encoder)
     if fusion_cfg != section(cfg, "fusion"):
@@ -433,7 +485,8 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     eval_bench, skipped_docs, skipped = apply_skips(bench, stats)
     evaluator = Evaluator(
         eval_bench, embs, corpus=corpus_cfg, calibration=cal_cfg,
-        retrieval=section(cfg, "retrieval"), metrics=section(cfg, "metrics"), pools=pools,
+        retrieval=section(cfg, "retrieval"), metrics=benchmark_metrics(bench, section(cfg, "metrics")),
+        pools=pools,
         skipped_docs=skipped_docs,
     )
     files = image_files(bench)
@@ -464,7 +517,11 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     out["encoder"] = {**encoder.describe(), "supports_joint": bool(getattr(encoder, "supports_joint", False)),
                       "compute": compute}
     out["embedding"] = {"entries": stats, "encoded_items": encoded, "cached_items": cached,
-                        "text_stats": encoder.text_stats()}
+                        "text_stats": encoder.text_stats(), "digests": input_digests(embs, pools)}
+    if devices:  # what each extraction process encoded (this process read them back)
+        out["embedding"]["devices"] = [
+            {"device": d, "encoded_items": sum(s.get("encoded_items", 0) for s in st)}
+            for d, st in zip(devices, per_device, strict=True)]
     out["skipped"] = skipped
     out["config"] = cfg
     out["config_warnings"] = warnings
@@ -497,6 +554,8 @@ def format_summary(out: dict[str, Any]) -> str:
         + f"{out['benchmark']['name']}  calibration={cal.get('method')} (source={cal.get('source')})"
         f"  corpus={out.get('corpus', {}).get('mode')}" + (f"  fusion={fused}" if fused else ""),
         "  " + "  ".join(f"{k}={m[k]:.4f}" for k in ("ndcg@10", "recall@1", "mrr@10", "ndcg@100") if k in m),
+        *(["  " + "  ".join(f"{display_name(k)}={m[k]:.4f}" for k in ("hit@5", "hit@10") if k in m)]
+          if "hit@5" in m or "hit@10" in m else []),
     ]
     gap = out.get("gap") or {}
     if gap.get("centroid_distance_before") is not None:

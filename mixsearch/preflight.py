@@ -112,7 +112,7 @@ def is_hub_dataset(spec: dict[str, Any]) -> bool:
 def check_dataset(name: str, spec: dict[str, Any]) -> str | None:
     """None when the dataset loads from local files and caches only, else what is missing (a
     local ``root`` that does not exist, or the hub loader's error with its pre-download hint)."""
-    from mixsearch.config import build
+    from mixsearch.config import build, split_dataset_section
     from mixsearch.data.benchmark import DataError
 
     root = spec.get("root")
@@ -121,7 +121,7 @@ def check_dataset(name: str, spec: dict[str, Any]) -> str | None:
     if not is_hub_dataset(spec):
         return None
     try:
-        build(spec, f"dataset ({name})")
+        build(split_dataset_section(spec)[0], f"dataset ({name})")
     except DataError as e:
         return f"dataset {name}: {e}"
     return None

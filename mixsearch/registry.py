@@ -5,8 +5,12 @@ that registering a backend never imports its heavy dependencies."""
 from __future__ import annotations
 
 import importlib
+import weakref
 from collections.abc import Iterable
 from typing import Any
+
+#: every Registry alive, so a test harness can save and restore them all (:func:`registries`)
+_ALL: weakref.WeakSet[Registry] = weakref.WeakSet()
 
 
 class Registry:
@@ -25,6 +29,7 @@ class Registry:
         self.error = error
         self.reserved = frozenset(reserved)
         self._entries: dict[str, Any] = dict(entries or {})
+        _ALL.add(self)
 
     def register(self, name: str, obj: Any, *, overwrite: bool = False) -> None:
         """Register ``obj`` (or ``"module:attribute"``) as ``name``.
@@ -61,3 +66,17 @@ class Registry:
             obj = getattr(importlib.import_module(module), attr)
             self._entries[name] = obj
         return obj
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the entries (name -> object or ``"module:attribute"``), for :meth:`restore`."""
+        return dict(self._entries)
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Make the entries exactly those of ``snapshot`` (what :meth:`snapshot` returned):
+        plug-ins registered since are forgotten, replaced ones come back."""
+        self._entries = dict(snapshot)
+
+
+def registries() -> list[Registry]:
+    """Every registry object alive (those of imported modules and any made since)."""
+    return list(_ALL)

@@ -272,6 +272,7 @@ class RankScorer:
         self.keys = np.array([p for p, _ in pairs], np.int64)
         self.grades_of_key = np.array([g for _, g in pairs], np.int64)
         self.stats = judged_summary(self.judged, max(self.ks), gain)
+        self._offsets = np.arange(len(self.qids), dtype=np.int64)[:, None] * self.n_docs
         # A dense (query, doc) grade table when small: a gather instead of a binary search.
         self.dense: np.ndarray | None = None
         if len(self.qids) * self.n_docs <= _DENSE_GRADES:
@@ -283,7 +284,7 @@ class RankScorer:
     def grades(self, indices: np.ndarray) -> np.ndarray:
         """``(n_evaluated, k)`` grades of the ranked docs (unjudged: 0)."""
         idx = indices if self._all_rows else indices[self.query_rows]
-        lookup = np.arange(len(self.qids), dtype=np.int64)[:, None] * self.n_docs + idx
+        lookup = self._offsets + idx
         if self.dense is not None:
             return self.dense[lookup].astype(np.int64)
         if not self.keys.size:
@@ -306,6 +307,29 @@ class RankScorer:
         cols = measure_columns(grades, first, self.judged, ks=self.ks, measures=self.measures,
                                gain=self.gain, judged_stats=self.stats)
         return cols, np.where(np.isinf(first), np.nan, first)
+
+
+class ModalityShare:
+    """:func:`mixsearch.diagnostics.topk_modality_share` of many rankings of one corpus: the
+    modalities as integer codes and the corpus shares computed once (string comparisons per
+    α cost more than the rest of an α's diagnostics). Same values: a share is a count over a
+    size either way."""
+
+    def __init__(self, doc_modalities: np.ndarray, k: int) -> None:
+        mods = np.asarray(doc_modalities, dtype=str)
+        self.codes = np.full(len(mods), len(MODALITIES), np.int64)
+        for c, m in enumerate(MODALITIES):
+            self.codes[mods == m] = c
+        self.k = k
+        self.corpus = {m: float((mods == m).mean()) if mods.size else 0.0 for m in MODALITIES}
+
+    def __call__(self, indices: np.ndarray) -> dict[str, object]:
+        top = self.codes[indices[:, : self.k]].ravel()
+        counts = np.bincount(top, minlength=len(MODALITIES) + 1)
+        return {"k": int(min(self.k, indices.shape[1])),
+                "topk": {m: float(counts[c] / top.size) if top.size else 0.0
+                         for c, m in enumerate(MODALITIES)},
+                "corpus": dict(self.corpus)}
 
 
 def modality_centroids(docs: Views) -> dict[str, np.ndarray]:

@@ -8,6 +8,8 @@ import platform
 import subprocess
 import tempfile
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -108,6 +110,36 @@ def _json_default(o: Any) -> Any:
     if hasattr(o, "item"):
         return o.item()
     return str(o)
+
+
+class RunDirInUse(RuntimeError):
+    """Another live run holds the run dir: two runs must never write one dir's results."""
+
+
+@contextmanager
+def claim_run_dir(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir`` for one run: an exclusive lock (``.run.lock``, released when the run
+    ends or its process dies), so two runs that resolved the same dir (a fixed
+    ``hydra.run.dir``, clocks of two hosts) never mix their results. A later run may reuse a
+    dir once the earlier one has ended.
+
+    Raises:
+        RunDirInUse: another process holds the dir (names it).
+    """
+    from filelock import FileLock, Timeout
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir / ".run.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunDirInUse(f"run dir {run_dir} is in use by another run; give this run its own "
+                          "dir (hydra.run.dir / paths.output_dir)") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def trec_run_text(

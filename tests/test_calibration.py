@@ -198,3 +198,28 @@ def test_resolve_errors_name_the_option():
         resolve({"method": "gr", "source": "train"}, q, d, pools=pools)
     with pytest.raises(DataError, match=r"calibration\.files\.query_text"):
         resolve({"method": "gr", "source": "files", "files": {}}, q, d)
+
+
+def test_a_calibrated_vector_of_zero_is_named_in_a_warning_and_the_notes(caplog):
+    """One query with transductive GR: the query-text mean is the query itself, so its
+    calibrated vector is zero and it scores 0 against every doc; the run says so by id."""
+    import logging
+
+    from fake_encoder import FakeEncoder
+
+    import mixsearch
+    from mixsearch.data.benchmark import Benchmark, Record
+
+    docs = [Record(f"d{i}", text=f"document number {i} about topic {i % 3}") for i in range(6)]  # text only
+    bench = Benchmark("one-query", [Record("only-q", text="a lonely query")], docs,
+                      {"only-q": {"d1": 1}}, mixed_corpus=docs)
+    with caplog.at_level(logging.WARNING, logger="mixsearch.calibration"):
+        result = mixsearch.evaluate(FakeEncoder(), bench,
+                                    calibration={"method": "gr", "source": "transductive"})
+    message = ("calibration=gr: 1 query_text vector(s) are zero after calibration (the item equals "
+               "its role's mean) and score 0 against everything: 'only-q'")
+    assert message in caplog.text
+    assert message in result.calibration["notes"]
+    assert set(result.scores["only-q"]) == {0.0}  # what the note warns of
+    # docs are not degenerate here: no note names a doc role
+    assert not any("doc_" in n for n in result.calibration["notes"])

@@ -112,7 +112,7 @@ def test_max_samples_caps_every_pool():
 
 
 class Shrink(Calibrator):
-    """The README's example plug-in."""
+    """The example plug-in of docs/calibration.md."""
 
     def __init__(self, factor: float = 0.5) -> None:
         self.factor = factor
@@ -124,7 +124,7 @@ class Shrink(Calibrator):
         return rows * state["factor"]
 
 
-def test_registered_plugin_runs_through_resolve_and_errors_name_options():
+def test_registered_plugin_runs_through_resolve_and_errors_name_options(registries_restored):
     register_calibrator("shrink_test", Shrink)
     assert {"none", "gr", "pushdown", "i0t", "project", "procrustes", "shrink_test"} <= set(available_calibrators())
     q, d = views(10, image=False), views(12)
@@ -138,7 +138,7 @@ def test_registered_plugin_runs_through_resolve_and_errors_name_options():
         resolve({"method": "i0t", "source": "files"}, q, d)
 
 
-def test_registered_fusion_method_is_selectable():
+def test_registered_fusion_method_is_selectable(registries_restored):
     from mixsearch.fusion import available_fusions, l2_normalise, register_fusion
 
     def text_first(centred, alpha):  # image+text docs by their text alone
@@ -154,7 +154,7 @@ def test_registered_fusion_method_is_selectable():
         register_fusion("weighted", text_first)
 
 
-def test_method_by_module_path_needs_no_registration():
+def test_method_by_module_path_needs_no_registration(registries_restored):
     q, d = views(10, image=False), views(12)
     cal = resolve({"method": "test_calibrators:Shrink", "params": {"factor": 0.5},
                    "source": "transductive"}, q, d)

@@ -138,3 +138,27 @@ def test_read_jsonl_errors(tmp_path):
         list(read_jsonl(path))
     with pytest.raises(DataError, match="file not found: .*missing.jsonl"):
         list(read_jsonl(tmp_path / "missing.jsonl"))
+
+
+@pytest.mark.parametrize("bad", ["d 5", "d\t5", "d5\n"])
+def test_ids_a_run_file_cannot_hold_are_refused_when_loading(tmp_path, bad):
+    root = _write_beir(tmp_path / "b")
+    corpus = [dict(r, _id=bad) if r["_id"] == "d5" else r for r in CORPUS]  # d5 is unjudged
+    (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    with pytest.raises(DataError, match=rf"corpus\.jsonl: id {re.escape(repr(bad))} in corpus "
+                                        r"(contains whitespace|is empty); run\.trec"):
+        load_beir(str(root))
+
+
+def test_whitespace_ids_of_a_hand_built_benchmark_are_refused_before_extraction():
+    from fake_encoder import FakeEncoder
+
+    import mixsearch
+    from mixsearch.data.benchmark import Benchmark, Record
+
+    bench = Benchmark("hand", [Record("q 1", text="a query")], [Record("d1", text="a doc")],
+                      {"q 1": {"d1": 1}})
+    enc = FakeEncoder()
+    with pytest.raises(DataError, match=r"hand queries: id 'q 1' in queries contains whitespace"):
+        mixsearch.evaluate(enc, bench)
+    assert enc.batches == 0  # refused before anything was embedded

@@ -368,7 +368,7 @@ def test_hub_errors_wraps_loader_failures() -> None:
 # --------------------------------------------------------------------------- registry
 
 
-def test_registry(hf_dirs: dict[str, str]) -> None:
+def test_registry(hf_dirs: dict[str, str], registries_restored: None) -> None:
     enc = build_encoder("hf", model_id_or_path=hf_dirs["clip"], device="cpu")
     assert isinstance(enc, HFEncoder) and enc.dim == 16
     with pytest.raises(

@@ -51,11 +51,13 @@ def random_enc():
 def test_mteb_random_baseline_embeds_from_content_hashes(random_enc) -> None:
     """mteb's random baseline: text -> RNG(sha256(text)), image -> RNG(hash of its pixels),
     joint -> their mean. Recomputed here from mteb's hash functions: the images reach the
-    model losslessly and both parts of a joint item arrive together."""
+    model losslessly and both parts of a joint item arrive together. A mean of the two is no
+    joint embedding, so the backend refuses fusion=joint for it."""
     from mteb._content_hashes import hash_image, hash_item
     from mteb.models.model_implementations.random_baseline import _key_to_vector
 
-    assert random_enc.dim == 32 and random_enc.supports_joint
+    assert random_enc.dim == 32 and not random_enc.supports_joint
+    assert random_enc.joint_check()["span_residual"] < 1e-6
     text = random_enc.encode_text(TEXTS, role="query")
     ref_text = torch.stack([torch.from_numpy(_key_to_vector(hash_item({"text": t}), 32)) for t in TEXTS])
     torch.testing.assert_close(text, ref_text)
@@ -63,7 +65,10 @@ def test_mteb_random_baseline_embeds_from_content_hashes(random_enc) -> None:
     image = random_enc.encode_image(images)
     ref_image = torch.stack([torch.from_numpy(_key_to_vector(hash_image(im), 32)) for im in images])
     torch.testing.assert_close(image, ref_image)
-    torch.testing.assert_close(random_enc.encode_joint(TEXTS, images), (ref_text + ref_image) / 2)
+    torch.testing.assert_close(random_enc._encode("joint", "document", TEXTS, images),
+                               (ref_text + ref_image) / 2)
+    with pytest.raises(EncoderError, match="combination of the item's text and image embeddings"):
+        random_enc.encode_joint(TEXTS, images)
     assert random_enc.encode_text([]).shape == (0, 32)
 
 
@@ -105,7 +110,8 @@ def test_mteb_task_metadata_carries_modality_and_instructions(random_enc) -> Non
     assert changed._task("text").prompt == {"query": "Find it.", "document": "Doc."}
     assert changed.fingerprint_hash() != random_enc.fingerprint_hash()
     d = random_enc.describe()
-    assert d["model_meta"]["license"] == "mit" and d["supports_joint"]
+    assert d["model_meta"]["license"] == "mit" and not d["supports_joint"]
+    assert d["joint_check"]["joint"] is False and d["joint_check"]["span_residual"] < 1e-6
 
 
 def test_mteb_errors_name_the_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -244,19 +250,22 @@ def _metrics(tmp: Path, n: int) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_run_mteb_random_baseline_weighted_then_joint(tmp_path: Path) -> None:
+def test_run_mteb_random_baseline_weighted_and_joint_refused(tmp_path: Path) -> None:
     env = _env(tmp_path)
     _run(["model=mteb", f"model.name={RANDOM}"], env)
-    joint = _run(["model=mteb", f"model.name={RANDOM}", "fusion=joint"], env)
-    weighted_m, joint_m = _metrics(tmp_path, 2)
-    for m in (weighted_m, joint_m):
-        # chance level on the toy benchmark (600 documents, one relevant each)
-        assert 0 <= m["metrics"]["ndcg@10"] < 0.05
-        assert m["encoder"]["backend"] == "mteb" and m["encoder"]["model"] == RANDOM
-        assert m["encoder"]["compute"]["gflops_per_text"] == 0.0  # a hash, no model
-    assert joint_m["metrics"]["ndcg@10"] != weighted_m["metrics"]["ndcg@10"]
-    # the joint run embeds the image+text documents anew and reuses the rest
-    assert "taken from the cache" in joint.stdout and ", 0 taken from the cache" not in joint.stdout
+    (m,) = _metrics(tmp_path, 1)
+    # chance level on the toy benchmark (600 documents, one relevant each)
+    assert 0 <= m["metrics"]["ndcg@10"] < 0.05
+    assert m["encoder"]["backend"] == "mteb" and m["encoder"]["model"] == RANDOM
+    assert m["encoder"]["compute"]["gflops_per_text"] == 0.0  # a hash, no model
+    assert m["encoder"]["supports_joint"] is False
+    # its "joint" vector is the mean of its text and image vectors: refused before extraction
+    joint = subprocess.run([sys.executable, "run.py", "model=mteb", f"model.name={RANDOM}",
+                            "fusion=joint", "embed.progress=false"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=900)
+    assert joint.returncode != 0
+    assert "fusion=joint" in joint.stderr and "cannot embed image+text items jointly" in joint.stderr
+    _metrics(tmp_path, 1)
 
 
 @pytest.mark.slow

@@ -234,3 +234,40 @@ def test_ten_thousand_queries_is_fast():
     assert agg["recall@100"] == pytest.approx(0.5)
     # Generous bound for a shared CPU; it runs in about 0.2 s.
     assert elapsed < 3.0
+
+
+def test_hit_is_mbeir_recall_on_a_hand_made_case():
+    """M-BEIR's "Recall@k" as UniIR computes it (``compute_recall_at_k`` in
+    ``src/common/mbeir_retriever.py``): per query, 1.0 if the set of the top k retrieved ids
+    intersects the set of relevant ids (qrels lines with relevance > 0), else 0.0; the task's
+    figure is the mean over its queries. Expected values below are counted by hand."""
+    qrels = {
+        "A": {"d1": 1, "d4": 1},  # two relevant: found one of them at rank 3
+        "B": {"d9": 1},  # the only relevant doc at rank 6
+        "C": {"d5": 0, "d7": 1, "d8": 1, "d0": 1},  # rank 1 is judged non-relevant
+    }
+    ranked = {
+        "A": ["d2", "d3", "d4", "d5", "d6", "d1"],
+        "B": ["d1", "d2", "d3", "d4", "d5", "d9"],
+        "C": ["d5", "d7", "d8", "d0", "d1"],
+    }
+    agg, per_query = evaluate_ranking(ranked, qrels, ks=(1, 5, 10), measures=("recall", "hit"))
+    assert [per_query[q]["hit@5"] for q in "ABC"] == [1.0, 0.0, 1.0]
+    assert [per_query[q]["hit@10"] for q in "ABC"] == [1.0, 1.0, 1.0]
+    assert [per_query[q]["hit@1"] for q in "ABC"] == [0.0, 0.0, 0.0]
+    assert agg["hit@5"] == pytest.approx(2 / 3) and agg["hit@10"] == 1.0 and agg["hit@1"] == 0.0
+    # the usual recall differs where a query has several relevant docs: A finds 1 of 2
+    assert [per_query[q]["recall@5"] for q in "ABC"] == [0.5, 0.0, 1.0]
+    assert agg["recall@5"] == pytest.approx(0.5)
+
+
+def test_hit_matches_trec_eval_success_on_random_runs():
+    ranked, qrels = _random_case(seed=3)
+    _, per_query = evaluate_ranking(ranked, qrels, ks=KS, measures=("hit",))
+    cuts = ",".join(map(str, KS))
+    ref = pytrec_eval.RelevanceEvaluator(qrels, {f"success.{cuts}"}).evaluate(_trec_run(ranked))
+    values = [mine[f"hit@{k}"] for mine in per_query.values() for k in KS]
+    assert 0 < np.mean(values) < 1  # both outcomes occur
+    for qid, mine in per_query.items():
+        for k in KS:
+            assert mine[f"hit@{k}"] == ref[qid][f"success_{k}"]

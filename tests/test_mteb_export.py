@@ -13,7 +13,13 @@ import pytest
 from mteb_fixtures import write_it2it
 
 from experiments.report import main as report_main
-from mixsearch.mteb_export import ExportError, experiment_kwargs, export_runs, mteb_metric, task_name
+from mixsearch.mteb_export import (
+    ExportError,
+    experiment_kwargs,
+    export_runs,
+    mteb_metric,
+    task_name,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = {"ndcg@10": 0.61234567, "recall@5": 0.7, "mrr@10": 0.55, "ndcg@1": 0.5}
@@ -100,26 +106,31 @@ def test_two_runs_for_one_file_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_run_sweep_on_an_mteb_task_exports_and_reports(tmp_path: Path) -> None:
-    """`python run.py -m dataset=mteb ... calibration=none,gr`, export-mteb, gr_help table."""
+def test_run_sweeps_export_and_report(tmp_path: Path) -> None:
+    """`python run.py -m calibration=none,gr` on the toy benchmark and on an mteb task, then
+    export-mteb (mteb reads back every metric) and the gr_help table over both sweeps."""
     copy = write_it2it(tmp_path / "oven", n=8)
     env = {**os.environ, "MIXSEARCH_DATA_DIR": str(tmp_path / "data"),
            "MIXSEARCH_CACHE_DIR": str(tmp_path / "cache"), "MIXSEARCH_LOG_DIR": str(tmp_path / "logs")}
-    proc = subprocess.run(
-        [sys.executable, "run.py", "-m", "dataset=mteb", "dataset.task=OVENIT2ITRetrieval",
-         f"dataset.root={copy}", "calibration=none,gr", "embed.progress=false"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep = next((tmp_path / "logs" / "mixsearch" / "multiruns").iterdir())
+    sweeps = []
+    for args in ([], ["dataset=mteb", "dataset.task=OVENIT2ITRetrieval", f"dataset.root={copy}"]):
+        proc = subprocess.run([sys.executable, "run.py", "-m", *args, "calibration=none,gr",
+                               "embed.progress=false", f"hydra.sweep.dir={tmp_path}/sweep{len(sweeps)}"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        sweeps.append(tmp_path / f"sweep{len(sweeps)}")
     out = tmp_path / "export"
-    assert report_main(["export-mteb", str(sweep), "--out", str(out)]) == 0
-    for job in ("0", "1"):
-        run = json.loads((sweep / job / "metrics.json").read_text())
-        sub = "" if run["config"]["calibration"]["method"] == "none" else "experiments/calibration_gr"
-        path = out / "mixsearch__toy_clip" / "no_revision_available" / sub / "OVENIT2ITRetrieval.json"
-        entry = mteb.TaskResult.from_disk(path).scores["test"][0]
-        for name, value in run["metrics"].items():
-            assert entry[mteb_metric(name)] == pytest.approx(value, abs=1e-6)
-    assert report_main([str(sweep), "--out", str(tmp_path / "report"), "--figures", "gr_help"]) == 0
-    table = (tmp_path / "report" / "gr_help.md").read_text()
-    assert "mteb/OVENIT2ITRetrieval" in table and "Holm-corrected over 1 comparisons" in table
+    assert report_main(["export-mteb", *map(str, sweeps), "--out", str(out)]) == 0
+    model = out / "mixsearch__toy_clip" / "no_revision_available"
+    for sweep, task in zip(sweeps, ("ToyCOCO", "OVENIT2ITRetrieval"), strict=True):
+        for job in ("0", "1"):
+            run = json.loads((sweep / job / "metrics.json").read_text())
+            sub = "" if run["config"]["calibration"]["method"] == "none" else "experiments/calibration_gr"
+            entry = mteb.TaskResult.from_disk(model / sub / f"{task}.json").scores["test"][0]
+            for name, value in run["metrics"].items():
+                assert entry[mteb_metric(name)] == pytest.approx(value, abs=1e-6)
+    report = tmp_path / "report"
+    assert report_main([*map(str, sweeps), "--out", str(report), "--figures", "gr_help"]) == 0
+    table = (report / "gr_help.md").read_text()
+    assert "| ToyCOCO |" in table and "| mteb/OVENIT2ITRetrieval |" in table
+    assert "Holm-corrected over 2 comparisons" in table

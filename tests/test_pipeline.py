@@ -40,3 +40,32 @@ def test_summary_tolerates_undefined_gap() -> None:
     assert "ndcg@10=0.5000" in text and "gap" not in text
     out["gap"] = {"centroid_distance_before": 0.5, "centroid_distance_after": 0.0}
     assert "0.500 -> 0.000" in format_summary(out)
+
+
+def test_fingerprint_key_raises_what_breaks_and_names_a_plugin_without_one(caplog) -> None:
+    """The compute memo key: an error inside ``fingerprint()`` is not swallowed into a blank
+    key (two broken models would share one entry); only a plug-in object without
+    ``fingerprint_hash`` falls back to its name, with a warning."""
+    import logging
+
+    import pytest
+    from fake_encoder import FakeEncoder
+
+    from mixsearch.pipeline import _fingerprint
+
+    enc = FakeEncoder()
+    assert _fingerprint(enc) == enc.fingerprint_hash() != ""
+
+    class Broken(FakeEncoder):
+        def fingerprint(self):
+            raise RuntimeError("checkpoint folder vanished")
+
+    with pytest.raises(RuntimeError, match="checkpoint folder vanished"):
+        _fingerprint(Broken())
+
+    class DuckTyped:  # a plug-in factory may return any object with the encoder methods
+        name = "duck"
+
+    with caplog.at_level(logging.WARNING, logger="mixsearch.pipeline"):
+        assert _fingerprint(DuckTyped()) == ""
+    assert "'duck' has no fingerprint_hash()" in caplog.text

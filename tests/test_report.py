@@ -265,8 +265,11 @@ def test_report_from_a_toy_sweep(tmp_path):
             assert r["ndcg@10"] == result["metrics"]["ndcg@10"]
 
 
-def _per_query(run_dir: Path, values, qids=None) -> None:
+def _per_query(run_dir: Path, values, qids=None, benchmark=None) -> None:
     qids = qids or [f"q{i}" for i in range(len(values))]
+    if not (run_dir / "metrics.json").exists():  # a bare run dir: say which benchmark it ran
+        bench = {"name": "toy/ToyCOCO", "subset": "ToyCOCO", "revision": None, **(benchmark or {})}
+        (run_dir / "metrics.json").write_text(json.dumps({"benchmark": bench}))
     pd.DataFrame({"qid": qids, "target_modality": "text", "ndcg@10": values,
                   "recall@1": [float(v > 0.5) for v in values]}).to_csv(run_dir / "per_query.csv", index=False)
 
@@ -297,8 +300,10 @@ def test_compare_cli_json_and_self_comparison(tmp_path, capsys):
     vb = [v + 0.05 + 0.02 * (i % 3) for i, v in enumerate(va)]
     _per_query(a, va)
     _per_query(b, vb[::-1] + [0.9], qids=[f"q{i}" for i in range(49, -1, -1)] + ["only_b"])
-    assert report.main(["compare", str(a), str(b), "--json"]) == 0
-    out = capsys.readouterr().out.strip()
+    assert report.main(["compare", str(a), str(b), "--json", "--allow-different"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: query sets differ: 0 only in A (first []), 1 only in B (first ['only_b'])" in captured.err
+    out = captured.out.strip()
     got = json.loads(out)  # exactly one JSON object on stdout
     assert out.count("\n") == 0
     assert list(got) == ["metric", "a", "b", "delta", "ci_low", "ci_high", "p_value", "n_queries", "test"]
@@ -308,12 +313,39 @@ def test_compare_cli_json_and_self_comparison(tmp_path, capsys):
     assert report.main(["compare", str(b), str(b), "--json"]) == 0
     same = json.loads(capsys.readouterr().out)
     assert (same["delta"], same["p_value"]) == (0.0, 1.0)
-    assert report.main(["compare", str(a), str(b), "--metric", "recall@1"]) == 0
+    assert report.main(["compare", str(a), str(b), "--metric", "recall@1", "--allow-different"]) == 0
     assert "recall@1 on 50 common queries" in capsys.readouterr().out
     assert report.main(["compare", str(a), str(tmp_path / "none")]) == 2
     assert f"{tmp_path / 'none' / 'per_query.csv'}: no such file" in capsys.readouterr().err
-    assert report.main(["compare", str(a), str(b), "--metric", "mrr@10"]) == 2
+    assert report.main(["compare", str(a), str(b), "--metric", "mrr@10", "--allow-different"]) == 2
     assert "per_query.csv: per-query table has no 'mrr@10' column" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("bench_b", "qids_b", "problem"), [
+    ({"name": "beir/scifact", "subset": None}, None,
+     "benchmark name differs: A 'toy/ToyCOCO', B 'beir/scifact'; benchmark subset differs: "
+     "A 'ToyCOCO', B None"),
+    ({"split": "dev"}, None, "benchmark split differs: A None, B 'dev'"),
+    ({"revision": "abc"}, None, "benchmark revision differs: A None, B 'abc'"),
+    ({}, [f"q{i}" for i in range(1, 21)],
+     "query sets differ: 1 only in A (first ['q0']), 1 only in B (first ['q20'])"),
+])
+def test_compare_refuses_runs_on_different_queries(tmp_path, capsys, bench_b, qids_b, problem):
+    """Per-query rows pair by id: ids that coincide across benchmarks, splits or query sets
+    must not get a paired delta unless asked (--allow-different)."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    values = [0.1 * (i % 10) for i in range(20)]
+    _per_query(a, values)
+    _per_query(b, values[::-1], qids=qids_b, benchmark=bench_b)
+    assert report.main(["compare", str(a), str(b), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {a} and {b} are not runs on the same queries: {problem} (pass --allow-different" in err
+    assert report.main(["compare", str(a), str(b), "--json", "--allow-different"]) == 0
+    assert f"warning: {problem.split('; ')[0]}" in capsys.readouterr().err
+    (b / "metrics.json").unlink()
+    assert report.main(["compare", str(a), str(b)]) == 2
+    assert f"{b / 'metrics.json'}: unreadable" in capsys.readouterr().err
 
 
 def test_modality_figure_and_figure_cis_from_per_query_scores(tmp_path):

@@ -19,14 +19,17 @@ def _pair(n: int, shift: float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_mean_ci_matches_scipy_percentile_bootstrap():
+    """Same generator, same batches: scipy draws ``integers(0, n, (batch, n))`` per batch as we
+    do, so the resampled means and the interval agree to rounding, and an off-by-one in the
+    resampling (n - 1 items, or never the last one) cannot pass."""
     x = np.random.default_rng(3).beta(2, 3, 300)
-    ours = stats.mean_ci(x, n_resamples=20_000, seed=5)
-    ref = sps.bootstrap((x,), np.mean, method="percentile", n_resamples=20_000,
-                        random_state=np.random.default_rng(7)).confidence_interval
-    # two independent Monte Carlo estimates of the same quantiles: agree to ~1 % of the width
-    width = ref.high - ref.low
-    assert ours[0] == pytest.approx(ref.low, abs=0.03 * width)
-    assert ours[1] == pytest.approx(ref.high, abs=0.03 * width)
+    n_resamples = 5_001  # a partial last batch too
+    ref = sps.bootstrap((x,), np.mean, method="percentile", n_resamples=n_resamples,
+                        batch=stats._CHUNK, random_state=np.random.default_rng(5))
+    means = stats.bootstrap_means(x, n_resamples=n_resamples, seed=5)
+    np.testing.assert_allclose(means, ref.bootstrap_distribution, rtol=1e-12, atol=0)
+    ours = stats.mean_ci(x, n_resamples=n_resamples, seed=5)
+    assert ours == pytest.approx(tuple(ref.confidence_interval), rel=1e-12, abs=0)
     assert ours[0] < x.mean() < ours[1]
 
 
@@ -42,14 +45,13 @@ def test_mean_ci_is_seeded_and_degenerate_on_constants():
 
 
 def test_paired_diff_ci_matches_scipy_paired_bootstrap():
+    """scipy's paired bootstrap resamples query indices with the same draws: equal to rounding."""
     a, b = _pair(300, 0.05)
-    ours = stats.paired_diff_ci(a, b, n_resamples=20_000)
     ref = sps.bootstrap((a, b), lambda x, y, axis=-1: np.mean(y - x, axis=axis), paired=True,
-                        method="percentile", n_resamples=20_000,
+                        method="percentile", n_resamples=4_500, batch=stats._CHUNK,
                         random_state=np.random.default_rng(11)).confidence_interval
-    width = ref.high - ref.low
-    assert ours[0] == pytest.approx(ref.low, abs=0.03 * width)
-    assert ours[1] == pytest.approx(ref.high, abs=0.03 * width)
+    ours = stats.paired_diff_ci(a, b, n_resamples=4_500, seed=11)
+    assert ours == pytest.approx(tuple(ref), rel=1e-12, abs=0)
 
 
 def _scipy_sign_flip(a, b, n_resamples):

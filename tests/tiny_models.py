@@ -280,6 +280,37 @@ def make_tiny_st_clip(directory: str | Path, *, seed: int = 0) -> str:
     return str(out / "st")
 
 
+def make_tiny_st_asymmetric(directory: str | Path, *, seed: int = 0) -> tuple[str, str]:
+    """Write an asymmetric Sentence Transformers model: the tiny CLIP of
+    :func:`make_tiny_st_clip`, then a ``Router`` whose query route keeps the 16-d vector
+    (identity ``Dense``) and whose document route reverses its dimensions, with prompts
+    ``{"query": "query: ", "document": "passage: "}``. So ``encode_query(x)`` is
+    ``base(prompted x)`` and ``encode_document(x)`` is ``base(prompted x)[:, ::-1]``.
+
+    Returns:
+        ``(model folder, base folder)``; the base is the plain tiny CLIP model.
+    """
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Dense, Router
+
+    out = Path(directory)
+    base_dir = make_tiny_st_clip(out / "base", seed=seed)
+    base = SentenceTransformer(base_dir, device="cpu")
+    dim = base.get_embedding_dimension()
+    routes = {}
+    for role, weight in (("query", torch.eye(dim)), ("document", torch.eye(dim).flip(0))):
+        dense = Dense(dim, dim, bias=False, activation_function=torch.nn.Identity())
+        with torch.no_grad():
+            dense.linear.weight.copy_(weight)
+        routes[role] = [dense]
+    router = Router.for_query_document(query_modules=routes["query"],
+                                       document_modules=routes["document"])
+    model = SentenceTransformer(modules=[base[0], router], device="cpu",
+                                prompts={"query": "query: ", "document": "passage: "})
+    model.save(str(out / "st"))
+    return str(out / "st"), base_dir
+
+
 def make_tiny_st_vlm(directory: str | Path, *, seed: int = 0) -> str:
     """Write a Sentence Transformers model over the tiny Qwen2-VL (mean pooling) whose
     processor has a chat template, so it embeds texts, images and {text, image} items;

@@ -39,6 +39,26 @@ from mixsearch.registry import Registry
 State = dict[str, np.ndarray]
 #: Paired rows ``(text, image)`` of the same items (normalised), for methods that need pairs.
 Pairs = tuple[np.ndarray, np.ndarray]
+#: Tolerance of the state checks (float32 rounding of a fitted state stays far below it).
+STATE_TOL = 1e-3
+
+
+def mean_norm_problem(vec: np.ndarray) -> str | None:
+    """Why ``vec`` cannot be a mean of unit vectors (its norm exceeds 1), or None."""
+    norm = float(np.linalg.norm(vec.astype(np.float64)))
+    if norm > 1 + STATE_TOL:
+        return (f"norm {norm:.4g} > 1: not a mean of L2-normalised embeddings (damaged, or "
+                "computed from unnormalised ones)")
+    return None
+
+
+def orthonormal_rows_problem(mat: np.ndarray, what: str) -> str | None:
+    """Why the rows of ``mat`` are not orthonormal (``mat matᵀ = I``), or None."""
+    m64 = mat.astype(np.float64)
+    err = float(np.abs(m64 @ m64.T - np.eye(len(m64))).max()) if m64.ndim == 2 else np.inf
+    if not err <= STATE_TOL:
+        return f"not {what} (shape {mat.shape}, max |M Mᵀ − I| = {err:.3g})"
+    return None
 
 
 class Calibrator:
@@ -79,6 +99,12 @@ class Calibrator:
     def covers(self, role: str, state: State) -> bool:
         """Whether ``state`` can transform ``role`` (default: every role)."""
         return True
+
+    def check_state(self, state: State) -> list[tuple[str, str]]:
+        """What is wrong with a state read from files, as ``(key, problem)`` pairs (default:
+        nothing known). Methods check what they know of their own state: a mean of unit
+        vectors has norm <= 1, a rotation is orthogonal."""
+        return []
 
 
 _REGISTRY = Registry("calibration method", {
@@ -142,4 +168,4 @@ def part_of(role: str) -> str:
 
 
 __all__ = ["Calibrator", "Pairs", "State", "available_calibrators", "build_calibrator",
-           "part_of", "register_calibrator"]
+           "mean_norm_problem", "orthonormal_rows_problem", "part_of", "register_calibrator"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixsearch.calibrators import Calibrator, Pairs, State
+from mixsearch.calibrators import Calibrator, Pairs, State, mean_norm_problem
 
 
 class NoCalibration(Calibrator):
@@ -38,3 +38,6 @@ class GR(Calibrator):
 
     def covers(self, role: str, state: State) -> bool:
         return role in state
+
+    def check_state(self, state: State) -> list[tuple[str, str]]:
+        return [(role, p) for role, mean in state.items() if (p := mean_norm_problem(mean))]

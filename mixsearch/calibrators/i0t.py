@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixsearch.calibrators import Calibrator, Pairs, State
+from mixsearch.calibrators import Calibrator, Pairs, State, mean_norm_problem
 
 
 class I0T(Calibrator):
@@ -40,3 +40,12 @@ class I0T(Calibrator):
 
     def covers(self, role: str, state: State) -> bool:
         return f"{role}.mean" in state and f"{role}.std" in state
+
+    def check_state(self, state: State) -> list[tuple[str, str]]:
+        out = []
+        for key, arr in state.items():
+            if key.endswith(".mean") and (problem := mean_norm_problem(arr)):
+                out.append((key, problem))
+            elif key.endswith(".std") and not (arr > 0).all():
+                out.append((key, f"{int((arr <= 0).sum())} standard deviation(s) <= 0"))
+        return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import orthogonal_procrustes
 
-from mixsearch.calibrators import Calibrator, Pairs, State, part_of
+from mixsearch.calibrators import Calibrator, Pairs, State, orthonormal_rows_problem, part_of
 
 
 class Procrustes(Calibrator):
@@ -31,3 +31,12 @@ class Procrustes(Calibrator):
 
     def transform(self, role: str, rows: np.ndarray, state: State) -> np.ndarray:
         return rows @ state["rotation"] if part_of(role) == "image" else rows
+
+    def check_state(self, state: State) -> list[tuple[str, str]]:
+        rotation = state.get("rotation")
+        if rotation is None:
+            return [("rotation", "missing")]
+        problem = orthonormal_rows_problem(rotation, "an orthogonal (d, d) rotation")
+        if problem is None and rotation.shape[0] != rotation.shape[1]:
+            problem = f"not square (shape {rotation.shape})"
+        return [("rotation", problem)] if problem else []

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixsearch.calibrators import Calibrator, Pairs, State, part_of
+from mixsearch.calibrators import Calibrator, Pairs, State, orthonormal_rows_problem, part_of
 
 
 class Project(Calibrator):
@@ -54,3 +54,10 @@ class Project(Calibrator):
     def transform(self, role: str, rows: np.ndarray, state: State) -> np.ndarray:
         d = state["directions"]
         return rows - (rows @ d.T) @ d
+
+    def check_state(self, state: State) -> list[tuple[str, str]]:
+        d = state.get("directions")
+        if d is None:
+            return [("directions", "missing")]
+        problem = orthonormal_rows_problem(d, "orthonormal (k, d) directions")
+        return [("directions", problem)] if problem else []

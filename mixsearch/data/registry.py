@@ -1,7 +1,8 @@
 """Benchmark loaders by kind, so configs can name a loader with a string.
 
 Other modules add their loaders with :func:`register_loader` (the toy generator registers
-``"toy"``); the built-in kinds are ``"mixbench"``, ``"beir"``, ``"pairs"`` and ``"mteb"``.
+``"toy"``, the M-BEIR module ``"mbeir"``); the built-in kinds are ``"mixbench"``, ``"beir"``,
+``"pairs"`` and ``"mteb"``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ LOADERS: dict[str, Loader] = {"mixbench": load_mixbench, "beir": load_beir, "pai
                               "mteb": load_mteb_task}
 # Loaders that register themselves when their module is imported; imported on first use
 # (the toy generator imports this module, so it cannot be imported here).
-_SELF_REGISTERING = {"toy": "mixsearch.data.toy"}
+_SELF_REGISTERING = {"toy": "mixsearch.data.toy", "mbeir": "mixsearch.data.mbeir"}
 
 
 def register_loader(kind: str, fn: Loader) -> None:
@@ -57,5 +58,6 @@ def load_benchmark(kind: str, **kwargs: object) -> Benchmark:
     try:
         loader = LOADERS[kind]
     except KeyError:
-        raise DataError(f"unknown benchmark kind {kind!r}; registered: {sorted(LOADERS)}") from None
+        known = sorted(set(LOADERS) | set(_SELF_REGISTERING))  # the same whatever was imported
+        raise DataError(f"unknown benchmark kind {kind!r}; registered: {known}") from None
     return loader(**kwargs)

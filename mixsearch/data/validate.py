@@ -56,11 +56,42 @@ def modality_counts(records: list[Record]) -> dict[str, int]:
     return {m: counts.get(m, 0) for m in MODALITIES}
 
 
+def id_problem(item_id: str) -> str | None:
+    """Why ``item_id`` cannot be written to a TREC run file (``run.trec`` splits its lines on
+    whitespace), or None when it can."""
+    if not item_id:
+        return "is empty"
+    if any(c.isspace() for c in item_id):
+        return "contains whitespace"
+    return None
+
+
+def check_ids(bench: Benchmark) -> None:
+    """Refuse ids that ``run.trec`` cannot hold, before any extraction (a whitespace id would
+    otherwise fail only when the run file is written, after all the work).
+
+    Raises:
+        DataError: names the id, its split and the file it came from.
+    """
+    for split, records in _splits(bench).items():
+        for r in records:
+            _check_id(bench, split, r.id)
+
+
+def _check_id(bench: Benchmark, split: str, item_id: str) -> None:
+    problem = id_problem(item_id)
+    if problem:
+        raise DataError(f"{_source(bench, split)}: id {item_id!r} in {split} {problem}; run.trec "
+                        "separates its fields by whitespace, so rename the item (docs/formats.md §8)")
+
+
 def _check_records(bench: Benchmark, split: str, records: list[Record]) -> list[Record]:
-    """Unique ids and non-empty records; ``""`` text becomes ``None`` (absent)."""
+    """Unique ids that a run file can hold and non-empty records; ``""`` text becomes ``None``
+    (absent)."""
     seen: set[str] = set()
     out = []
     for r in records:
+        _check_id(bench, split, r.id)
         if r.text == "":
             r = dataclasses.replace(r, text=None)
         if r.text is None and r.image is None:
@@ -103,7 +134,8 @@ def _compare_counts(bench: Benchmark, expected: dict) -> list[str]:
 def validate_benchmark(bench: Benchmark, expected: dict | None = None) -> list[str]:
     """Check a benchmark and normalise it in place; return the warnings it logged.
 
-    Errors: duplicate ids within a split, a record with neither text nor image (``""`` text
+    Errors: duplicate ids within a split, an empty id or one with whitespace (run.trec cannot
+    hold it), a record with neither text nor image (``""`` text
     counts as absent), a qrels query id that is not a query, a qrels doc id that is not in the
     corpus, a judged query without a positive (score > 0). Each names the file and id.
 

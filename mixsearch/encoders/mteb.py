@@ -4,16 +4,22 @@
     python run.py model=mteb model.name=Qwen/Qwen3-VL-Embedding-2B fusion=joint
 
 mteb (>= 2) maintains wrappers for ~1000 embedders, including universal multimodal ones
-(Qwen3-VL-Embedding, GME, VLM2Vec, E5-V, jina-clip). Its models consume a ``DataLoader`` of
+(Qwen3-VL-Embedding, GME, VLM2Vec, E5-V). Its models consume a ``DataLoader`` of
 batched dicts (``{"text": [...]}``, ``{"image": [...]}`` or both for a joint item) plus the
 task's metadata and a :class:`mteb.types.PromptType`. This backend feeds them exactly as mteb's
-own retrieval evaluation does (:func:`mteb._create_dataloaders.create_dataloader` on a
-``datasets.Dataset``), one modality per call, under a minimal any-to-any retrieval
-:class:`~mteb.abstasks.task_metadata.TaskMetadata` whose category matches the batch
+own retrieval evaluation does (mteb's private ``create_dataloader`` on a ``datasets.Dataset``,
+see :func:`mteb_dataloader_factory`), one modality per call, under a minimal any-to-any
+retrieval :class:`~mteb.abstasks.task_metadata.TaskMetadata` whose category matches the batch
 (``t2t``, ``i2i`` or ``it2it``) and whose ``prompt`` carries the instructions per role.
 
-A model embeds image+text items jointly (``supports_joint``) when its metadata lists both the
-``text`` and ``image`` modalities.
+A model embeds image+text items jointly (``supports_joint``) when mteb's wrapper turns an
+image+text input into more than a combination of the item's own text and image embeddings.
+Its metadata cannot tell: mteb's dual encoders (CLIP, OpenCLIP, SigLIP, BLIP, ALIGN, EVA-CLIP,
+jina-clip, the random baseline, ...) list both modalities and answer a joint input with the
+sum (or mean) of two tower outputs, which is weighted fusion at α = 0.5 without normalisation.
+So it is measured: :meth:`MtebEncoder.joint_check` embeds two probe items as text, as image
+and jointly, and calls the model joint only when the joint vectors lie outside the span of
+each item's text and image vectors (:data:`FUSION_TOLERANCE`).
 """
 
 from __future__ import annotations
@@ -41,6 +47,13 @@ DEFAULT_INSTRUCTIONS: dict[str, str | None] = {
 #: modality of a batch -> mteb task category (query side "2" document side)
 CATEGORIES = {"text": "t2t", "image": "i2i", "joint": "it2it"}
 _MTEB_MODALITIES = {"text": ["text"], "image": ["image"], "joint": ["text", "image"]}
+#: A joint embedding within this distance (relative to its norm) of the plane spanned by the
+#: item's own text and image embeddings is a combination of the two (a sum, mean or
+#: renormalised sum), not a joint embedding. mteb's CLIP, SigLIP and OpenCLIP wrappers on tiny
+#: models give ~2e-8 (float rounding); the tiny random Qwen2-VL of the tests, a real joint
+#: embedding, 0.16.
+FUSION_TOLERANCE = 1e-3
+_PROBE_TEXTS = ["a red square on a white background", "two dogs playing in the snow"]
 
 
 class RGBImage:
@@ -143,7 +156,7 @@ class MtebEncoder(Encoder):
             )
         modalities = set(self.meta.modalities or ["text"])
         self.modalities = sorted(modalities)
-        self.supports_joint = {"text", "image"} <= modalities
+        self._joint_check: dict[str, Any] | None = None
         self.name = f"mteb:{name}" + (f"@{revision}" if revision else "")
         self._tasks: dict[str, Any] = {}
         self._texts = 0
@@ -167,6 +180,48 @@ class MtebEncoder(Encoder):
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def supports_joint(self) -> bool:  # type: ignore[override]
+        """Whether image+text items get a joint embedding (measured once: :meth:`joint_check`)."""
+        return self.joint_check()["joint"]
+
+    def joint_check(self) -> dict[str, Any]:
+        """Decide, once, from what mteb's wrapper does, whether it embeds image+text jointly.
+
+        Two probe items are embedded as documents three ways; the joint vectors' distance from
+        the span of each item's text and image vectors (relative to their norm) is
+        ``span_residual``. Below :data:`FUSION_TOLERANCE` the wrapper only combines its text
+        and image embeddings (what ``fusion=weighted`` does, with normalisation).
+
+        Returns:
+            ``{"joint": bool, "reason": str, "span_residual": float | None}``.
+        """
+        if self._joint_check is None:
+            self._joint_check = self._probe_joint()
+            if not self._joint_check["joint"]:
+                log.info("%s: no joint embedding (%s)", self.name, self._joint_check["reason"])
+        return self._joint_check
+
+    def _probe_joint(self) -> dict[str, Any]:
+        if not {"text", "image"} <= set(self.modalities):
+            return {"joint": False, "span_residual": None,
+                    "reason": f"its mteb modalities are {self.modalities}"}
+        images = [_probe_image(k) for k in range(len(_PROBE_TEXTS))]
+        try:
+            joint = self._encode("joint", "document", _PROBE_TEXTS, images)
+        except (ValueError, NotImplementedError) as e:  # mteb wrappers refuse unsupported inputs
+            return {"joint": False, "span_residual": None,
+                    "reason": f"mteb's wrapper rejects image+text input ({type(e).__name__}: {e})"}
+        text = self._encode("text", "document", _PROBE_TEXTS, None)
+        image = self._encode("image", "document", None, images)
+        residual = span_residual(joint, text, image)
+        if residual < FUSION_TOLERANCE:
+            reason = ("mteb's wrapper answers an image+text input with a combination of the "
+                      "item's text and image embeddings (e.g. their sum), not a joint embedding")
+            return {"joint": False, "span_residual": residual, "reason": reason}
+        return {"joint": True, "span_residual": residual,
+                "reason": "the image+text embedding is not a combination of the text and image ones"}
 
     def _task(self, modality: str) -> Any:
         """The task metadata of a batch of ``modality`` ("text", "image" or "joint")."""
@@ -192,8 +247,9 @@ class MtebEncoder(Encoder):
                 images: list[Image.Image] | None) -> torch.Tensor:
         from datasets import Dataset, Features, Value
         from datasets import Image as ImageFeature
-        from mteb._create_dataloaders import create_dataloader
         from mteb.types import PromptType
+
+        create_dataloader = mteb_dataloader_factory()
 
         check_role(role)
         if modality not in _MTEB_MODALITIES or (
@@ -256,8 +312,8 @@ class MtebEncoder(Encoder):
             )
         if not self.supports_joint:
             raise EncoderError(
-                f"{self.name} cannot embed image+text items jointly (its modalities: "
-                f"{self.modalities}); use fusion=weighted"
+                f"{self.name} cannot embed image+text items jointly: "
+                f"{self.joint_check()['reason']}; use fusion=weighted"
             )
         self._texts += len(texts)
         return self._encode("joint", role, list(texts), images)
@@ -299,6 +355,7 @@ class MtebEncoder(Encoder):
         return {
             **super().describe(),
             "supports_joint": self.supports_joint,
+            "joint_check": self.joint_check(),
             "model_meta": {
                 "name": meta.name,
                 "revision": meta.revision,
@@ -314,6 +371,32 @@ class MtebEncoder(Encoder):
         }
 
 
+#: the mteb releases whose private ``create_dataloader`` this backend is tested against (the
+#: ``mteb`` pin of setup.cfg; tests/test_backends_routing.py checks the contract)
+MTEB_TESTED = "mteb>=2.26,<2.27"
+
+
+def mteb_dataloader_factory() -> Callable[..., Any]:
+    """mteb's own ``create_dataloader`` (``mteb._create_dataloaders``), used so that every
+    model gets its inputs exactly as mteb's retrieval evaluation prepares them (document texts
+    joined with titles and stripped, images as a lossless ``datasets.Image`` column). mteb has
+    no public route to it, so it is private API: pinned and checked.
+
+    Raises:
+        EncoderError: the installed mteb lacks it (names the version and the tested range).
+    """
+    import mteb
+
+    try:
+        from mteb._create_dataloaders import create_dataloader
+    except ImportError as e:
+        raise EncoderError(
+            f"mteb {mteb.__version__} has no mteb._create_dataloaders.create_dataloader, the "
+            f"private function this backend feeds models with; install {MTEB_TESTED!r}"
+        ) from e
+    return create_dataloader
+
+
 def download_command(name: str, revision: str | None) -> str:
     """The pre-download instruction for a hub model (ends offline failure messages)."""
     rev = f" --revision {revision}" if revision else ""
@@ -321,3 +404,22 @@ def download_command(name: str, revision: str | None) -> str:
         f"Pre-download it on a machine with network access (`hf download {name}{rev}`) into "
         "the same HF_HOME, or pass a local directory."
     )
+
+
+def _probe_image(k: int) -> Image.Image:
+    """A deterministic 64x64 RGB probe image with structure (gradients, one bright square)."""
+    y, x = np.mgrid[0:64, 0:64]
+    rgb = np.stack([(x * 4 + 37 * k) % 256, (y * 4) % 256, ((x + y) * 2 + 90 * k) % 256], -1)
+    rgb[8 + 16 * k: 24 + 16 * k, 20:36] = 255
+    return Image.fromarray(rgb.astype(np.uint8), "RGB")
+
+
+def span_residual(joint: torch.Tensor, text: torch.Tensor, image: torch.Tensor) -> float:
+    """Largest distance of a row of ``joint`` from the plane of the same row of ``text`` and
+    ``image`` (least squares), relative to the row's norm: 0 for any ``a * text + b * image``.
+    Rows are items; needs a dimension above 2 to tell anything apart (else 0)."""
+    j, t, i = (m.to(torch.float64) for m in (joint, text, image))
+    basis = torch.stack([t, i], dim=2)  # (n, d, 2)
+    coef = torch.linalg.lstsq(basis, j.unsqueeze(2)).solution
+    rest = (j - (basis @ coef).squeeze(2)).norm(dim=1)
+    return float((rest / j.norm(dim=1).clamp_min(1e-12)).max())

@@ -6,8 +6,9 @@
 Sentence Transformers (>= 6) embeds texts, images and, for multimodal transformer models,
 ``{"text": ..., "image": ...}`` items as one input. Queries go through
 ``SentenceTransformer.encode_query`` and documents through ``encode_document``, so the model's
-own ``query`` / ``document`` prompts apply unless ``prompts`` overrides them. The library
-sorts each batch by length before it runs the model.
+own ``query`` / ``document`` prompts apply unless ``prompts`` overrides them. Texts go in as
+``{"text": ...}`` items, never bare strings, which the library reads as an image when they name
+an image file or URL. The library sorts each batch by length before it runs the model.
 """
 
 from __future__ import annotations
@@ -178,7 +179,9 @@ class STEncoder(Encoder):
         if not self.model.supports("text"):
             raise EncoderError(f"{self.name} does not embed texts (modalities {self.modalities})")
         self._count(list(texts), role)
-        return self._encode(list(texts), role)
+        # a bare string that names an image file or URL ("cat.png", "https://.../a.jpg") is
+        # read as that image by a model that embeds images; a {"text": ...} item is always text
+        return self._encode([{"text": t} for t in texts], role)
 
     def image_transform(self) -> Callable[[Image.Image], Image.Image]:
         return RGBImage()
