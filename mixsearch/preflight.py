@@ -232,7 +232,10 @@ def _compose_job(config: DictConfig) -> Callable[[list[str]], DictConfig]:
 
     # paths.output_dir reads the job's run dir, which is set only once the job starts
     out = str(Path(str(config.hydra.sweep.dir)) / "preflight")
-    return lambda job: compose("config", overrides=[*job, f"paths.output_dir={out}"],
+    # the command line's hydra.* overrides (hydra.searchpath: config groups outside conf/)
+    # apply to every job, as Hydra composes them
+    hydra_overrides = [str(o) for o in config.hydra.overrides.get("hydra") or ()]
+    return lambda job: compose("config", overrides=[*hydra_overrides, *job, f"paths.output_dir={out}"],
                                return_hydra_config=True)
 
 
