@@ -124,14 +124,18 @@ REPORT := $(PYTHON) -m experiments.report
 .PHONY: download calibration-sets table1 figure2 figure3 figure4 reproduce
 
 # The paper's GR calibration pools (training splits of MSCOCO, VisualNews, OVEN, Google WIT and
-# NFCorpus; experiments/calibration_sets.py). When they exist, table1 runs calibration=gr_paper;
+# NFCorpus; experiments/calibration_sets.py). When they exist, table1/figure4 run the paper's
+# recipe: calibration=gr_paper (unified means) on Google WIT, MSCOCO and VisualNews, and
+# calibration=gr_paper_oven (OVEN's own query mean) on OVEN, as a second sweep mixbench_oven/;
 # otherwise GR fits cross-fitted means on MixBench itself (labelled so in the table).
 #   CALIBRATION_SETS_ARGS="--mbeir-images /data/mbeir_images [--mbeir DIR --wit DIR]"
 DATA_DIR ?= $(or $(MIXSEARCH_DATA_DIR),data)
 CALIBRATION_SETS_ARGS ?=
 PAPER_POOLS := $(wildcard $(DATA_DIR)/calibration/MANIFEST.json)
 COMMA := ,
-$(RUN_DIR)/mixbench/multirun.yaml: CAL_ARGS := $(if $(and $(PAPER_POOLS),$(filter mixbench,$(BENCH))),calibration=none$(COMMA)gr_paper)
+OVEN_OWN := $(and $(PAPER_POOLS),$(filter mixbench,$(BENCH)))
+$(RUN_DIR)/mixbench/multirun.yaml: CAL_ARGS := $(if $(OVEN_OWN),dataset=mixbench_google_wit$(COMMA)mixbench_mscoco$(COMMA)mixbench_visualnews calibration=none$(COMMA)gr_paper)
+$(RUN_DIR)/mixbench_oven/multirun.yaml: CAL_ARGS := dataset=mixbench_oven calibration=none$(COMMA)gr_paper_oven
 
 download: ## Pre-fetch the models and datasets of a reproduction into the caches (needs the hub)
 	$(PYTHON) -m experiments.download --models $(MODELS) --datasets $(DATASETS) $(HYDRA_ARGS)
@@ -143,18 +147,22 @@ calibration-sets: ## The paper's GR calibration pools into data/calibration (CAL
 SWEEP ?=
 sweep_dir = $(if $(SWEEP),$(if $(wildcard $(SWEEP)/$(1)/multirun.yaml),$(SWEEP)/$(1),$(SWEEP)),$(RUN_DIR)/$(1))
 sweep_dep = $(if $(SWEEP),,$(RUN_DIR)/$(1)/multirun.yaml)
+# Setting 3's sweeps: mixbench/, plus mixbench_oven/ (OVEN with gr_paper_oven) when the pools
+# exist, or when a reused SWEEP holds one.
+mixbench_sweeps = $(strip $(call sweep_dir,mixbench) $(if $(SWEEP),$(patsubst %/multirun.yaml,%,$(wildcard $(SWEEP)/mixbench_oven/multirun.yaml)),$(if $(OVEN_OWN),$(RUN_DIR)/mixbench_oven)))
+mixbench_deps = $(call sweep_dep,mixbench) $(if $(and $(OVEN_OWN),$(if $(SWEEP),,1)),$(RUN_DIR)/mixbench_oven/multirun.yaml)
 check_sweep = @test -f $(call sweep_dir,$(1))/multirun.yaml || { echo "SWEEP=$(SWEEP): no multirun.yaml in $(SWEEP) or $(SWEEP)/$(1) (give the sweep dir of the $(1) setting)" >&2; exit 2; }
 
 # One sweep per paper setting and make invocation (table1 and figure4 share the mixbench one).
 # The cache check fails fast, before any job, when a model or dataset is not pre-downloaded.
 $(RUN_DIR)/%/multirun.yaml:
 	$(PYTHON) -m experiments.download --check --models $(MODELS) --datasets $(DATASETS) $(HYDRA_ARGS)
-	$(PYTHON) run.py -m experiment=paper/$* model=$(MODELS) hydra/launcher=$(LAUNCHER) \
+	$(PYTHON) run.py -m experiment=paper/$(patsubst %_oven,%,$*) model=$(MODELS) hydra/launcher=$(LAUNCHER) \
 		hydra.sweep.dir=$(RUN_DIR)/$* $(LOGGER_ARGS) $(BENCH_ARGS) $(CAL_ARGS) $(HYDRA_ARGS)
 
-table1: $(call sweep_dep,mixbench) ## Table 1: MixBench none vs GR, side by side with the paper
+table1: $(mixbench_deps) ## Table 1: MixBench none vs GR, side by side with the paper
 	$(call check_sweep,mixbench)
-	$(REPORT) $(call sweep_dir,mixbench) --out $(RUN_DIR)/table1 --figures table1 $(REPORT_ARGS)
+	$(REPORT) $(mixbench_sweeps) --out $(RUN_DIR)/table1 --figures table1 $(REPORT_ARGS)
 
 figure2: $(call sweep_dep,setting1) ## Figure 2: NDCG@10 vs image ratio p (none, GR, push-down)
 	$(call check_sweep,setting1)
@@ -164,10 +172,10 @@ figure3: $(call sweep_dep,setting2) ## Figure 3: NDCG@10 vs text weight alpha (n
 	$(call check_sweep,setting2)
 	$(REPORT) $(call sweep_dir,setting2) --out $(RUN_DIR)/figure3 --figures figure3 $(REPORT_ARGS)
 
-figure4: $(call sweep_dep,mixbench) ## Figure 4: per-subset NDCG@10 bars, none vs GR
+figure4: $(mixbench_deps) ## Figure 4: per-subset NDCG@10 bars, none vs GR
 	$(call check_sweep,mixbench)
-	$(REPORT) $(call sweep_dir,mixbench) --out $(RUN_DIR)/figure4 --figures figure4 $(REPORT_ARGS)
+	$(REPORT) $(mixbench_sweeps) --out $(RUN_DIR)/figure4 --figures figure4 $(REPORT_ARGS)
 
 reproduce: table1 figure2 figure3 figure4 ## All of the above, plus one combined report
-	$(REPORT) $(call sweep_dir,mixbench) $(call sweep_dir,setting1) $(call sweep_dir,setting2) --out $(RUN_DIR)/report $(REPORT_ARGS)
+	$(REPORT) $(mixbench_sweeps) $(call sweep_dir,setting1) $(call sweep_dir,setting2) --out $(RUN_DIR)/report $(REPORT_ARGS)
 	@echo "reproduction: $(RUN_DIR)/report/report.md"

@@ -3,7 +3,8 @@ Qwen2-VL-shaped embedder, each randomly initialised from its architecture config
 
 For every model and precision setting it measures images/s, texts/s and joint items/s
 (image+text items: one joint forward for the VLM; the image and the text encoder in turn for
-the dual encoders), the FLOPs per item from :class:`torch.utils.flop_counter.FlopCounterMode`
+the dual encoders), the FLOPs per item from :func:`mixsearch.compute.count_flops` (torch's FLOP counter, with
+the fused attention fast path counted)
 and the model FLOP utilisation (MFU) against the device's peak. Settings: ``fp32`` (eager
 attention), ``bf16`` (bf16 weights, eager attention), ``bf16+sdpa`` (bf16, PyTorch's
 scaled_dot_product_attention). open_clip's attention is ``nn.MultiheadAttention`` either way,
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+
+from mixsearch.compute import count_flops
 
 # Dense peak FLOP/s by device name (tensor cores for bf16; fp32 without TF32).
 PEAKS = {"H200": {"bf16": 989e12, "fp32": 67e12}, "H100": {"bf16": 989e12, "fp32": 67e12},
@@ -189,9 +191,8 @@ def throughput(fn: Callable, batch: object, n_items: int, seconds: float,
 
 def flops_per_item(fn: Callable, batch: object) -> float:
     """FLOPs of one item's forward (a batch of one), counted by torch's FLOP counter."""
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        fn(batch)
-    return float(counter.get_total_flops())
+    with torch.inference_mode():  # the fused attention fast path counted too (count_flops)
+        return float(count_flops(lambda: fn(batch)))
 
 
 def peak_flops(device: torch.device, precision: str, override: float | None) -> float | None:

@@ -12,9 +12,14 @@ documents; OVEN's own query mean on 2,000 OVEN training queries. Sources, pinned
 * MSCOCO, VisualNews and OVEN training splits: M-BEIR (:data:`MBEIR`), whose
   ``query/train/mbeir_<dataset>_train.jsonl`` holds the training queries and
   ``cand_pool/global/mbeir_union_train_cand_pool.jsonl`` their positive candidates. A query
-  text of a text→image task (MSCOCO, VisualNews captions) goes to the query pool; a query and
-  its first positive candidate together make a document (one text, one image); OVEN queries
-  (question + image) make OVEN's query pool. Images are M-BEIR's ``mbeir_images.tar.gz.part-*``,
+  text of a text→image task (MSCOCO, VisualNews captions) goes to the query pool. A document
+  is a text DOCUMENT of the candidate pool (the positive of an image→text query) with the image
+  it describes, so the document-text pool is drawn from documents, not from the query
+  population, and shares no text with the sampled queries; OVEN's documents are an entity's
+  own text and image. The paper names only the datasets ("document texts" of their training
+  splits): MixBench's MSCOCO and VisualNews document texts are GPT-4o paragraphs with no
+  training-split counterpart, so which training texts count as documents is our choice
+  (docs/paper.md §2). OVEN queries (question + image) make OVEN's query pool. Images are M-BEIR's ``mbeir_images.tar.gz.part-*``,
   extracted (``--mbeir-images``; ``img_path`` is relative to it).
 * Google WIT training split: ``wikimedia/wit_base`` (:data:`WIT`), English entries: query =
   page title + ", " + reference description (MixBench's WIT queries); document = the page
@@ -150,16 +155,18 @@ def mbeir_pools(
                                 "mbeir_union_train_cand_pool.jsonl")
             if dataset == "oven":  # the entity's own text and image, never the query photo
                 doc_text, doc_image = cand.get("txt"), cand.get("img_path")
-            else:  # a caption-image pair: whichever side the query holds
-                doc_text = cand.get("txt") or (text if cand.get("img_path") else None)
-                doc_image = cand.get("img_path") or (image if cand.get("txt") else None)
+            else:  # a candidate-pool text document with the image it describes (image->text
+                # queries); a text->image query's own caption is a query, never a document
+                doc_text, doc_image = cand.get("txt"), (image if cand.get("txt") else None)
             if doc_text and doc_image:  # a document with one text and one image
                 docs.append({"id": f"{qid}/{did}", "text": doc_text, "image": doc_image, "_where": where})
             break
     if not docs:
         raise DataError(f"{path}: no training query with a text+image document")
-    picked = {"queries": _sample(queries, n_queries if dataset == "oven" else n, seed),
-              "docs": _sample(docs, n, seed)}
+    picked = {"queries": _sample(queries, n_queries if dataset == "oven" else n, seed)}
+    # the two pools never share a text (MSCOCO's captions serve as queries and as documents)
+    asked = {q["text"] for q in picked["queries"]}
+    picked["docs"] = _sample([d for d in docs if d["text"] not in asked], n, seed)
     for rows in picked.values():  # only the sampled images must exist: never all of M-BEIR
         for r in rows:
             r["image"] = _mbeir_image(r["image"], images, r.pop("_where"))

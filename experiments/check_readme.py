@@ -11,7 +11,8 @@ lines after it, up to the next command, are the output the page promises.
 Each promised line must appear in the command's output (stdout and stderr together), in the
 page's order; lines the page leaves out of the output are allowed (abridged output), and
 ``...`` inside a promised line stands for any text. Numbers are compared exactly. Both sides are
-normalised first: terminal colour codes and log lines' leading ``[time]`` are dropped, time stamps (``2026-12-03_08-31-59``, ``2026-12-03 08:32:12,160``) become
+normalised first: terminal colour codes and log lines' leading ``[time]`` are dropped, time stamps (``2026-12-03_08-31-59``, a run folder's ``2026-12-03_08-31-59_424247_8772``,
+``2026-12-03 08:32:12,160``) become
 ``<time>``, the absolute path of the temporary checkout is cut to a relative one, and runs of
 blanks become one space.
 
@@ -46,7 +47,8 @@ END = re.compile(r"^\s*<!--\s*end check\s*-->\s*$")
 # Folders a run writes: the temporary checkout gets fresh ones instead of links to the repository's.
 OWN_STATE = {"data", "outputs", "multirun", ".cache", "wandb", ".git", ".pytest_cache"}
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-STAMP = re.compile(r"\d{4}-\d{2}-\d{2}[_ T]\d{2}[-:]\d{2}[-:]\d{2}(?:[.,]\d+)?")
+# a time stamp, with the microseconds and process id that make a run folder's name unique
+STAMP = re.compile(r"\d{4}-\d{2}-\d{2}[_ T]\d{2}[-:]\d{2}[-:]\d{2}(?:[.,]\d+|_\d{6}_\d+)?")
 LOG_PREFIX = re.compile(r"^\[<time>\]")   # a log line's time prefix: shown pages leave it out
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "WANDB_MODE": "disabled", "MPLBACKEND": "Agg", "TOKENIZERS_PARALLELISM": "false"}

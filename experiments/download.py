@@ -72,19 +72,19 @@ def fetch_dataset(name: str, spec: dict[str, Any]) -> None:
     mteb task (``dataset=mteb``) is loaded once through mteb, which caches its pinned revision."""
     from huggingface_hub import snapshot_download
 
-    from mixsearch.config import build
+    from mixsearch.config import build, split_dataset_section
 
     if not is_hub_dataset(spec):
         return
     if str(spec["_target_"]).endswith("load_mteb_task"):  # mteb's loader fills the datasets cache
-        build(spec, f"dataset ({name})")
+        build(split_dataset_section(spec)[0], f"dataset ({name})")
         return
     subset, cache = spec["subset"], spec.get("cache_dir")
     snapshot_download(spec["repo"], repo_type="dataset", revision=spec.get("revision"),
                       allow_patterns=[f"{subset}/*", "*.md", "*.json"], cache_dir=cache)
     snapshot_download(spec["qrels_repo"], repo_type="dataset", revision=spec.get("qrels_revision"),
                       allow_patterns=[f"{subset}/qrels/*"], cache_dir=cache)
-    build(spec, f"dataset ({name})")
+    build(split_dataset_section(spec)[0], f"dataset ({name})")
 
 
 def main(argv: list[str] | None = None) -> int:

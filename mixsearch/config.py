@@ -12,6 +12,18 @@ class ConfigError(ValueError):
     """A config option is missing or wrong. The message names the option."""
 
 
+#: Keys of the ``dataset`` section that are options of the run, not of its loader: they are
+#: taken out before the loader is called (``dataset.max_image_side``: decode images at most
+#: this many pixels on the longer side; null = full size).
+DATASET_RUN_OPTIONS = ("max_image_side",)
+
+
+def split_dataset_section(spec: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(loader section, run options)`` of a ``dataset`` section (see :data:`DATASET_RUN_OPTIONS`)."""
+    loader = {k: v for k, v in spec.items() if k not in DATASET_RUN_OPTIONS}
+    return loader, {k: spec.get(k) for k in DATASET_RUN_OPTIONS}
+
+
 def locate(path: str, option: str = "_target_") -> Any:
     """Import ``package.module.attr`` and return the attribute."""
     module_name, _, attr = path.rpartition(".")

@@ -32,7 +32,7 @@ from mixsearch.encoders.offline import resolve_device
 from mixsearch.fusion import Views, build_query_matrix, fuse, l2_normalise, make_views
 from mixsearch.merge import SINGLE, check_merge, merge_lists
 from mixsearch.metrics import evaluate_ranking
-from mixsearch.retrieval import IdOrder, TopK, search
+from mixsearch.retrieval import NUMPY_DESC, IdOrder, TopK, search
 from mixsearch.schema import section_options as options
 from mixsearch.sweep import (
     SWEEP_METHODS,
@@ -153,7 +153,10 @@ class Evaluator:
             raise DataError(f"{bench.name}: qrels query {unknown[0]!r} is not among the queries")
         self._query_cache: dict[tuple[str, float], _QueryState] = {}
         # Place of each doc in the tie order of search() (retrieval.ties).
-        self._order = IdOrder(self.docs.ids, len(self.docs.ids), self.retrieval_cfg["ties"])
+        # (numpy_desc is no doc order: search() sorts each query's scores; merges refuse it, and
+        # the sweep falls back to run(), so this order is only used for ids' checks then)
+        ties = self.retrieval_cfg["ties"]
+        self._order = IdOrder(self.docs.ids, len(self.docs.ids), "first" if ties == NUMPY_DESC else ties)
         self._id_rank = self._order.rank_of_row
         self._scorer: RankScorer | None = None  # built by the first sweep
 
@@ -285,6 +288,12 @@ class Evaluator:
             ranks = np.arange(indices.shape[1], dtype=np.float32)
             return TopK(np.broadcast_to(1 - ranks / 100, indices.shape).copy(), indices)
         merge = self.retrieval_cfg["merge"]
+        if self.retrieval_cfg["ties"] == NUMPY_DESC:
+            if merge != SINGLE:
+                raise ValueError(f"retrieval.ties={NUMPY_DESC} orders one score vector per query; "
+                                 f"it takes no retrieval.merge (got {merge!r})")
+            # numpy's order of equal scores depends on the whole vector: one search over all
+            return TopK(*self._search_rows(qs.after, docs, np.ones(len(docs), bool), k))
         if merge != SINGLE:
             # each doc modality is its own index; their lists are merged (mixsearch.merge)
             lists = [self._search_rows(qs.after, docs, self.docs.modalities == mod, k)
@@ -341,6 +350,7 @@ class Evaluator:
         r = self.retrieval_cfg
         return (f["method"] in SWEEP_METHODS and 0.0 <= float(f["alpha"]) <= 1.0
                 and r["backend"] == "exact" and r.get("merge", "single") == "single"
+                and r["ties"] != NUMPY_DESC
                 and resolve_device(r["device"], "retrieval.device").type == "cpu"
                 and not self.calibration.calibrator.push_down
                 and self.metrics_cfg["ndcg_variant"] == "trec"

@@ -4,17 +4,26 @@
 * ``single`` (default): one index over every doc; raw cosines compete across modalities.
 * ``zscore``: each modality's top-k list is z-normalised per query (zero mean, unit variance
   over the list's scores; ranx's ``zmuv`` normalisation), then the lists are merged by score.
-* ``rrf``: reciprocal rank fusion (Cormack, Clarke & Büttcher, SIGIR 2009): a doc at rank r
-  of its modality's list scores ``1 / (rrf_k + r)``, ``rrf_k = 60`` by default.
+* ``rrf``: reciprocal rank fusion (Cormack, Clarke & Büttcher, SIGIR 2009) of two lists per
+  doc: its own modality's list and the *union list*, every candidate ranked by raw cosine (the
+  order ``single`` gives them). A doc at rank r scores ``1 / (rrf_k + r)`` in each list it is
+  in, ``rrf_k = 60`` by default, and the two are summed. The modalities' own lists are
+  disjoint, so RRF over them alone would give every rank an exact tie across modalities: a
+  round-robin decided by the tie order, on which ``rrf_k`` has no effect. The union list is
+  what there is to fuse: a modality's best doc still ranks high (its own list), and a doc that
+  also beats other modalities' docs on raw cosine ranks higher.
 
-The modalities' lists are disjoint, so CombSUM over them (what ranx's ``fuse`` does after
-normalising) is each doc's own normalised score; the merge is a sort. We compute it with
-numpy instead of calling ``ranx.fuse`` at run time because ranx compiles its kernels with
-numba on first use (about a minute per process); ``tests/test_merge.py`` checks both merges
-against ``ranx.fuse``.
+Remaining equal merged scores are ordered by the union list (raw cosine, then the tie order
+for exactly equal cosines), never by doc id alone, so no modality is favoured by its ids.
+
+The fused scores are computed with numpy instead of calling ``ranx.fuse`` at run time because
+ranx compiles its kernels with numba on first use (about a minute per process);
+``tests/test_merge.py`` checks both merges against ``ranx.fuse`` (RRF: the modality runs plus
+the union run).
 
 A merge is a function from the ``(n_queries, m)`` scores of one list (sorted, best first) to
-their normalised scores; add one with :func:`register_merge`.
+their normalised scores; add one with :func:`register_merge` (``union=True``: the union list is
+fused too, normalised by the same function).
 """
 
 from __future__ import annotations
@@ -45,15 +54,24 @@ def rrf(scores: np.ndarray, rrf_k: int) -> np.ndarray:
 #: Every choice of ``retrieval.merge``.
 SINGLE = "single"
 _MERGES = Registry("retrieval.merge", {"zscore": zscore, "rrf": rrf}, reserved=(SINGLE,))
+#: Merges that fuse the union list (every candidate by raw cosine) with each modality's list.
+_UNION = {"rrf"}
 
 
-def register_merge(name: str, fn: MergeFn, *, overwrite: bool = False) -> None:
+def register_merge(name: str, fn: MergeFn, *, union: bool = False, overwrite: bool = False) -> None:
     """Make ``retrieval.merge=<name>`` normalise each modality's list with ``fn``.
+
+    Args:
+        name: the option's value.
+        fn: ``fn(scores, rrf_k)``: normalised scores of one sorted list.
+        union: also fuse the union list (all candidates by raw cosine), normalised by ``fn``.
+        overwrite: replace an existing merge of that name.
 
     Raises:
         ValueError: ``name`` is taken (or is ``single``) and ``overwrite`` is False.
     """
     _MERGES.register(name, fn, overwrite=overwrite)
+    (_UNION.add if union else _UNION.discard)(name)
 
 
 def available_merges() -> list[str]:
@@ -80,7 +98,8 @@ def merge_lists(
         lists: per modality ``(scores, rows)``, each ``(n_queries, m_i)`` sorted best first.
         name: a registered merge (``zscore``, ``rrf``, ...).
         k: length of the merged lists.
-        tie_rank: ``tie_rank[row]`` = place of a doc in the tie order (equal merged scores).
+        tie_rank: ``tie_rank[row]`` = place of a doc in the tie order, used only among exactly
+            equal raw cosines (equal merged scores are ordered by the union list).
         rrf_k: the constant of reciprocal rank fusion.
 
     Returns:
@@ -90,7 +109,15 @@ def merge_lists(
     if name == SINGLE:
         raise ValueError("retrieval.merge=single searches one index; there is nothing to merge")
     fn = _MERGES.get(name)
-    s = np.concatenate([fn(scores, rrf_k) for scores, _ in lists], axis=1)
+    raw = np.concatenate([scores for scores, _ in lists], axis=1)
     r = np.concatenate([rows for _, rows in lists], axis=1)
-    order = np.lexsort((tie_rank[r], -s), axis=-1)[:, :k]
+    # the union list: the candidates by raw cosine (as merge=single ranks them)
+    by_raw = np.lexsort((tie_rank[r], -raw), axis=-1)
+    union_pos = np.empty_like(by_raw)
+    np.put_along_axis(union_pos, by_raw, np.broadcast_to(np.arange(r.shape[1]), r.shape), axis=1)
+    s = np.concatenate([fn(scores, rrf_k) for scores, _ in lists], axis=1)
+    if name in _UNION:
+        union_scores = fn(np.take_along_axis(raw, by_raw, 1), rrf_k)  # by union position
+        s = s + np.take_along_axis(union_scores, union_pos, 1)
+    order = np.lexsort((union_pos, -s), axis=-1)[:, :k]
     return np.take_along_axis(s, order, 1).astype(np.float32), np.take_along_axis(r, order, 1)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixsearch.config import ConfigError, build, section
+from mixsearch.config import ConfigError, build, section, split_dataset_section
 from mixsearch.data.benchmark import Benchmark
 from mixsearch.data.validate import check_ids
 from mixsearch.embed import Embeddings
@@ -111,12 +111,17 @@ def resolve_fusion(fusion_cfg: dict[str, Any], encoder: Encoder) -> dict[str, An
     """``fusion.method=auto`` (and ``fusion.query=auto``) become ``joint`` for an encoder that
     embeds image+text items jointly and ``weighted`` for one that does not: each model's own
     recipe (VLM2Vec's rows of Table 1 are joint, the CLIP family's α-weighted), so one sweep
-    over both kinds of model runs each as its paper row did."""
+    over both kinds of model runs each as its paper row did. ``fusion.query=auto`` takes the
+    encoder's ``recipe_query`` when it has one (VLM2Vec: ``text``, the seed's queries)."""
     joint = bool(getattr(encoder, "supports_joint", False))
     out = dict(fusion_cfg)
     for key in ("method", "query"):
         if out.get(key) == "auto":
             out[key] = "joint" if joint else "weighted"
+    # a model whose recipe embeds queries its own way (VLM2Vec: text only, as the seed)
+    recipe = getattr(encoder, "recipe_query", None)
+    if fusion_cfg.get("query") == "auto" and recipe:
+        out["query"] = recipe
     return out
 
 
@@ -343,11 +348,12 @@ def encoder_compute(
     seconds = sum(s.get("seconds", 0.0) for s in stats if s.get("encoded_items"))
     speed = encoded / seconds if encoded and seconds else None
     key = "compute:" + json.dumps([getattr(encoder, "name", ""), _fingerprint(encoder), fields,
-                                    bench.name])
+                                    bench.name, embed_cfg.get("max_image_side")])
     if key not in _MEMO:
         amp = resolve_amp(embed_cfg.get("amp", "auto"), encoder.device)
         _MEMO[key] = measure_compute(encoder, compute_samples(bench.corpus, fields),
-                                     encoded_items_per_s=speed, amp=amp)
+                                     encoded_items_per_s=speed, amp=amp,
+                                     max_image_side=embed_cfg.get("max_image_side"))
     out = dict(_MEMO[key])
     if speed:  # this run's own extraction speed beats an earlier job's sample timing
         out.update(items_per_s=speed, items_per_s_source="extraction")
@@ -438,11 +444,14 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
     t0 = time.perf_counter()
     seed_everything(int(cfg.get("seed", 0)))
     corpus_cfg, cal_cfg = section(cfg, "corpus"), section(cfg, "calibration")
+    dataset_spec, dataset_opts = split_dataset_section(cfg["dataset"])
     embed_cfg = skip_policy(section(cfg, "dataset"), section(cfg, "embed"))
     devices = resolve_devices(embed_cfg.get("devices"))
     embed_cfg = extraction_options(embed_cfg)
+    # images are decoded through embed_records, so the decode size travels with its options
+    embed_cfg = {**embed_cfg, "max_image_side": dataset_opts["max_image_side"]}
 
-    bench = build_shared(cfg["dataset"], "dataset")
+    bench = build_shared(dataset_spec, "dataset")
     log.info("benchmark %s: %d queries, %d docs", bench.name, len(bench.queries), len(bench.corpus))
     if devices:
         if embed_cfg.get("num_shards", 1) != 1:

@@ -112,7 +112,7 @@ def is_hub_dataset(spec: dict[str, Any]) -> bool:
 def check_dataset(name: str, spec: dict[str, Any]) -> str | None:
     """None when the dataset loads from local files and caches only, else what is missing (a
     local ``root`` that does not exist, or the hub loader's error with its pre-download hint)."""
-    from mixsearch.config import build
+    from mixsearch.config import build, split_dataset_section
     from mixsearch.data.benchmark import DataError
 
     root = spec.get("root")
@@ -121,7 +121,7 @@ def check_dataset(name: str, spec: dict[str, Any]) -> str | None:
     if not is_hub_dataset(spec):
         return None
     try:
-        build(spec, f"dataset ({name})")
+        build(split_dataset_section(spec)[0], f"dataset ({name})")
     except DataError as e:
         return f"dataset {name}: {e}"
     return None
@@ -232,7 +232,10 @@ def _compose_job(config: DictConfig) -> Callable[[list[str]], DictConfig]:
 
     # paths.output_dir reads the job's run dir, which is set only once the job starts
     out = str(Path(str(config.hydra.sweep.dir)) / "preflight")
-    return lambda job: compose("config", overrides=[*job, f"paths.output_dir={out}"],
+    # the command line's hydra.* overrides (hydra.searchpath: config groups outside conf/)
+    # apply to every job, as Hydra composes them
+    hydra_overrides = [str(o) for o in config.hydra.overrides.get("hydra") or ()]
+    return lambda job: compose("config", overrides=[*hydra_overrides, *job, f"paths.output_dir={out}"],
                                return_hydra_config=True)
 
 

@@ -7,7 +7,14 @@ for both backends. The id order is ``ties``:
 * ``"trec"`` (default): id DESCENDING, trec_eval's own order (``form_res_rels.c`` sorts by score
   and then by ``strcmp`` of the docnos, larger first), so a TREC run file of our results scored
   by trec_eval / pytrec_eval gives exactly our metrics, even on tied scores;
-* ``"id_asc"``: id ascending (mixsearch's order before; some toolkits use it).
+* ``"id_asc"``: id ascending (mixsearch's order before; some toolkits use it);
+* ``"first"``: earlier corpus position first, whatever the ids: the seed's setting-2 script
+  (``torch.argmax`` over the corpus in file order returns the first maximum);
+* ``"numpy_desc"``: exactly the order of ``np.argsort(scores)[::-1]`` over the whole score
+  vector of a query, as the seed's setting-1 script ranks. numpy's default sort is not stable
+  and its order of equal scores depends on every score in the vector (and on the CPU's sort
+  kernel), so it is not an order of the docs: each query's scores are sorted by that very call
+  (exact backend, one index, :func:`search` only; float32 scores like the seed's).
 
 * ``"exact"``: torch matmul in query chunks (and doc chunks when a block would exceed a memory
   budget), ``torch.topk`` per block, partial top-k's merged exactly.
@@ -32,7 +39,9 @@ from mixsearch.encoders.offline import resolve_device
 
 BACKENDS = ("exact", "faiss")
 INDEXES = ("flat", "ivf", "hnsw")
-TIES = ("trec", "id_asc")
+TIES = ("trec", "id_asc", "first", "numpy_desc")
+#: The tie order that is numpy's own sort of each query's scores (see the module docstring).
+NUMPY_DESC = "numpy_desc"
 # Largest query-chunk x doc-chunk score block (float32 elements, 128 MiB) held at once.
 _MAX_BLOCK_ELEMENTS = 1 << 25
 # Most doc rows converted to float32 and scored at once (bounds memory for streamed docs).
@@ -82,7 +91,8 @@ def search(
         chunk_size: queries per matmul block (exact backend; default from the memory budget).
         device: ``"auto"`` (cuda if available, else cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
             (exact backend; FAISS runs on the CPU).
-        ties: ``"trec"`` (id descending, trec_eval's order) or ``"id_asc"``.
+        ties: ``"trec"`` (id descending, trec_eval's order), ``"id_asc"``, ``"first"`` (row
+            order) or ``"numpy_desc"`` (``np.argsort(scores)[::-1]`` per query; exact backend).
         index: FAISS index (``backend="faiss"``): ``"flat"`` (exact, the default), ``"ivf"``
             (``IndexIVFFlat``: ``nlist`` k-means cells, default ``4·sqrt(nd)``, ``nprobe``
             searched) or ``"hnsw"`` (``IndexHNSWFlat`` with ``hnsw_m`` links, ``ef_search``).
@@ -112,6 +122,12 @@ def search(
         raise ValueError(f"queries have dim {q.shape[1]} but docs have dim {d.shape[1]}")
     k = _check_k(k, chunk_size)
     k = min(k, d.shape[0])
+    if ties == NUMPY_DESC:
+        if backend != "exact":
+            raise ValueError(f"retrieval.ties={NUMPY_DESC} sorts each query's full score vector; "
+                             f"it needs retrieval.backend=exact (got {backend!r})")
+        IdOrder(doc_ids, d.shape[0], "first")  # the id checks
+        return _search_numpy_desc(q, d, k)
     order = IdOrder(doc_ids, d.shape[0], ties)
     if k == 0 or q.shape[0] == 0:
         return TopK(np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64))
@@ -120,6 +136,20 @@ def search(
                              hnsw_m=hnsw_m, ef_search=ef_search)
     return _search_exact(q, [d], d.shape[0], k, order, chunk_size,
                          resolve_device(device, "retrieval.device"))
+
+
+def _search_numpy_desc(q: np.ndarray, d: np.ndarray, k: int) -> TopK:
+    """Top-k in the order of ``np.argsort(scores)[::-1]`` over each query's float32 scores."""
+    d = _as_matrix(d, "docs")
+    scores = np.empty((q.shape[0], k), np.float32)
+    rows = np.empty((q.shape[0], k), np.int64)
+    for i in range(q.shape[0]):
+        # einsum's loop treats every row alike: identical docs get identical scores (a BLAS
+        # kernel may round them differently by position, breaking exact ties)
+        row = np.einsum("ij,j->i", d, q[i])
+        top = np.argsort(row)[::-1][:k]  # the seed's call, verbatim, on that vector
+        rows[i], scores[i] = top, row[top]
+    return TopK(scores, rows)
 
 
 def search_blocks(
@@ -152,6 +182,9 @@ def search_blocks(
     """
     q = _as_matrix(queries, "queries")
     k = min(_check_k(k, chunk_size), n_docs)
+    if ties == NUMPY_DESC:
+        raise ValueError(f"retrieval.ties={NUMPY_DESC} sorts a query's full score vector at once; "
+                         "streamed doc blocks take the other tie orders")
     order = IdOrder(doc_ids, n_docs, ties)
     if k == 0 or q.shape[0] == 0:
         return TopK(np.zeros((q.shape[0], k), np.float32), np.zeros((q.shape[0], k), np.int64))
@@ -188,6 +221,9 @@ class IdOrder:
     def __init__(self, doc_ids: Sequence[str] | None, n: int, ties: str = "trec") -> None:
         if ties not in TIES:
             raise ValueError(f"retrieval.ties: unknown tie order {ties!r}; choose one of {TIES}")
+        if ties == NUMPY_DESC:
+            raise ValueError(f"retrieval.ties={NUMPY_DESC} depends on the scores, not only on the "
+                             "docs: no fixed doc order gives it (search() sorts each query)")
         if doc_ids is None:
             self.row_of_rank = np.arange(n, dtype=np.int64)
         else:
@@ -199,6 +235,8 @@ class IdOrder:
                     raise ValueError(f"doc_ids: duplicate id {doc_ids[a]!r} (rows {a} and {b})")
         if ties == "trec":
             self.row_of_rank = self.row_of_rank[::-1].copy()
+        elif ties == "first":  # corpus position; the ids were still checked for repeats above
+            self.row_of_rank = np.arange(n, dtype=np.int64)
         self.rank_of_row = np.empty(n, np.int64)
         self.rank_of_row[self.row_of_rank] = np.arange(n, dtype=np.int64)
 

@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from mixsearch.calibration import ROLES
 from mixsearch.config import ConfigError, check_target
 
@@ -212,7 +214,9 @@ class RetrievalConfig:
     k: int = opt(100, lo=1)
     chunk_size: int | None = opt(None, lo=1)
     device: str = opt("auto", check=_device)
-    # order of equal scores: trec (doc id descending, as trec_eval sorts) | id_asc
+    # order of equal scores: trec (doc id descending, as trec_eval sorts) | id_asc | first
+    # (corpus position, the seed's setting 2) | numpy_desc (np.argsort(scores)[::-1], the seed's
+    # setting 1; exact backend, merge=single)
     ties: str = opt("trec", choices=_registry("mixsearch.retrieval", "TIES"))
     # single (one index over every doc) | zscore | rrf: per-modality lists merged (merge.py)
     merge: str = opt("single", choices=_registry("mixsearch.merge", "available_merges"))
@@ -251,7 +255,9 @@ _EMBED_RULES: dict[str, dict[str, Any]] = {
     "lock_timeout": {"lo": 0},
 }
 # embed_records arguments that the pipeline supplies, not the config
-_EMBED_INTERNAL = {"encoder", "records", "field", "cache", "dataset_key", "split", "role", "stats"}
+# (max_image_side: the dataset's option, dataset.max_image_side)
+_EMBED_INTERNAL = {"encoder", "records", "field", "cache", "dataset_key", "split", "role", "stats",
+                   "max_image_side"}
 
 
 def _embed_devices(value: Any) -> str | None:
@@ -358,6 +364,18 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="mixsearch_schema", node=RunConfig)
     # ${pid:} in conf/hydra/default.yaml: runs started in the same second get different dirs
     OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
+
+
+def _seed_ties(variant: str, order: str) -> str:
+    """``${seed_ties:${metrics.ndcg_variant},<order>}``: the seed's tie order when the seed's
+    metrics are chosen (``metrics=seed_topk``), else the default order
+    (conf/experiment/paper/setting1.yaml, setting2.yaml)."""
+    return order if variant == "seed_topk" else RetrievalConfig.ties
+
+
+# at import: saved job configs (.hydra/config.yaml) resolve wherever the schema is imported
+if not OmegaConf.has_resolver("seed_ties"):
+    OmegaConf.register_new_resolver("seed_ties", _seed_ties)
 
 
 # ---- checks --------------------------------------------------------------------------------
@@ -524,9 +542,15 @@ def validate(cfg: Mapping[str, Any], *, overrides: Sequence[str] | None = None) 
     logger = cfg.get("logger") or {}
     if isinstance(logger, Mapping) and "name" in logger:
         _check_value("logger.name", logger["name"], {"choices": _registry("mixsearch.tracking", "available_trackers")})
-    for name in ("dataset", "model"):
-        if cfg.get(name) is not None:
-            check_target(cfg[name], name)
+    if isinstance(cfg.get("dataset"), Mapping):
+        from mixsearch.config import split_dataset_section
+
+        loader, opts = split_dataset_section(cfg["dataset"])
+        _check_value("dataset.max_image_side", opts["max_image_side"],
+                     {"lo": 1, "check": lambda v: None if isinstance(v, int) else f"expected an integer, got {v!r}"})
+        check_target(loader, "dataset")
+    if cfg.get("model") is not None:
+        check_target(cfg["model"], "model")
     dataset = cfg.get("dataset") or {}
     if isinstance(dataset, Mapping) and "on_missing" in dataset:
         # one option for unreadable images (docs/missing-files.md); every loader takes it

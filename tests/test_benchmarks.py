@@ -33,7 +33,8 @@ def test_bench_gpu_tiny_on_cpu_writes_the_table(tmp_path, capsys):
             assert u == pytest.approx(100 * rate * g * 1e9 / 1e6, rel=0.02)
     dual = next(m for m in rows if m.group(1).startswith("clip"))
     img, txt, joint = (float(dual.group(i)) for i in (4, 5, 6))
-    assert joint == pytest.approx(1 / (1 / img + 1 / txt), rel=0.01)  # both encoders per item
+    # both encoders per item; the table prints joint items/s to 0.1 (slow machines: ~2/s)
+    assert joint == pytest.approx(1 / (1 / img + 1 / txt), rel=0.01, abs=0.051)
 
 
 def test_flop_counter_counts_a_matmul():

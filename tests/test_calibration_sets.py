@@ -124,7 +124,8 @@ def test_builds_every_pool_gr_paper_reads(sources):
     queries = load_pairs(str(out / "mscoco_train.jsonl"))
     assert all(r.image is None and r.text.startswith("mscoco query") for r in queries.corpus)
     docs = [json.loads(line) for line in (out / "mscoco_train_docs.jsonl").read_text().splitlines()]
-    for d in docs:  # a caption with its own image (task 0: query text + image; task 3: the reverse)
+    for d in docs:  # a candidate-pool caption document with its image (task 3), never a query text
+        assert d["text"].startswith("mscoco caption ")
         i = d["text"].rsplit(" ", 1)[1]
         assert d["image"] == str((sources["images"] / f"mscoco/{i}.jpg").resolve())
     oven_docs = [json.loads(line) for line in (out / "oven_train_docs.jsonl").read_text().splitlines()]

@@ -54,6 +54,8 @@ def test_normalise_and_in_order_matching() -> None:
                      "mixsearch/runs/2026-12-03_08-31-59", roots) == \
         "[HYDRA] at outputs/mixsearch/runs/<time>"
     actual = ["x", "ndcg@10=0.5502 recall@1=0.3867", "noise", "done in 3.2 s"]
+    assert normalise("results: outputs/mixsearch/runs/2026-12-03_10-11-22_424247_8772", roots) == \
+        "results: outputs/mixsearch/runs/<time>"
     assert first_unmatched(["ndcg@10=0.5502 ...", "done in ... s"], actual) is None
     assert first_unmatched(["done in ... s", "ndcg@10=0.5502 ..."], actual) == 1  # order matters
     assert first_unmatched(["ndcg@10=0.5503 ..."], actual) == 0                  # numbers exact

@@ -143,12 +143,15 @@ def test_png_wide_and_oversized_images(fresh):
     assert vn["file"].endswith(".png")
     bench = load_mixbench(str(root), "Google_WIT", check_counts=False)
     assert bench.corpus[10].image.load().size == (2000, 50)
-    # replace one image by a 5000 px wide JPEG: it loads downscaled, colour kept
+    # replace one image by a 5000 px wide JPEG: full size by default (dataset.max_image_side
+    # null), downscaled while decoding when a cap is set, colour kept
     doc = written["subsets"]["MSCOCO"]["corpus"][0]
     Image.new("RGB", (5000, 60), doc["image"]["colour"]).save(
         root / "MSCOCO" / "images" / doc["image"]["file"], quality=95
     )
-    img = load_mixbench(str(root), "MSCOCO", check_counts=False).corpus[0].image.load()
+    ref = load_mixbench(str(root), "MSCOCO", check_counts=False).corpus[0].image
+    assert ref.load().size == (5000, 60)
+    img = ref.load(2048)
     assert max(img.size) <= 2048 and img.size[0] > img.size[1]
     assert np.abs(_colour(img) - doc["image"]["colour"]).max() <= 6
 

@@ -234,6 +234,8 @@ def test_named_configs_hold_the_seed_recipe() -> None:
     llava = _model_cfg("vlm2vec_llava_next")
     assert llava["model_id_or_path"] == "TIGER-Lab/VLM2Vec-LLaVa-Next" and llava["adapter"] is None
     assert llava["instructions"] == SEED_INSTRUCTIONS
+    # the seed's processors: the base model's (Qwen) and llava-v1.6-mistral's (LLaVA-NeXT)
+    assert qwen["processor"] is None and llava["processor"] == "llava-hf/llava-v1.6-mistral-7b-hf"
 
 
 def test_llava_next_backbone_uses_its_image_token(tmp_path: Path) -> None:
@@ -316,3 +318,44 @@ def test_llava_processor_without_expansion_settings_is_completed(tmp_path: Path)
     old = VLM2VecEncoder(str(folder), device="cpu", precision="fp32", image_size=56)
     assert old.processor.patch_size == 14
     torch.testing.assert_close(old.encode_image(images), reference, atol=1e-6, rtol=0)
+
+
+def test_processor_comes_from_the_base_model_and_both_sources_agree(
+        tiny: dict[str, str], tmp_path: Path) -> None:
+    """The seed's load_processor reads the BASE model's processor, never the adapter's. An
+    adapter folder that ships its own processor copy (as hub adapters may) is not used unless
+    named; on the tiny model both sources give identical token ids and pixel values."""
+    import shutil
+
+    from transformers import AutoProcessor
+
+    adapter = tmp_path / "adapter_with_processor"
+    shutil.copytree(tiny["adapter"], adapter)
+    AutoProcessor.from_pretrained(tiny["base"]).save_pretrained(str(adapter))
+    default = VLM2VecEncoder(tiny["base"], adapter=str(adapter), device="cpu", precision="fp32",
+                             image_size=56)
+    assert default.processor_source == tiny["base"]
+    assert default.fingerprint()["processor_source"] == "model"
+    named = VLM2VecEncoder(tiny["base"], adapter=str(adapter), device="cpu", precision="fp32",
+                           image_size=56, processor=str(adapter))
+    assert named.processor_source == str(adapter)
+    assert named.fingerprint()["processor_source"] == {"repo": str(adapter), "revision": None}
+    images = _images(default, 2)
+    prompts = [default.prompt("document", "joint", t) for t in TEXTS[:2]]
+    a, b = default.inputs(prompts, images), named.inputs(prompts, images)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    torch.testing.assert_close(default.encode_joint(TEXTS[:2], images), named.encode_joint(TEXTS[:2], images),
+                               atol=0, rtol=0)
+
+
+def test_queries_are_text_only_by_default_and_seed_differences_are_recorded(enc: VLM2VecEncoder) -> None:
+    from mixsearch.pipeline import resolve_fusion
+
+    auto = resolve_fusion({"method": "auto", "query": "auto", "alpha": 0.5}, enc)
+    assert (auto["method"], auto["query"]) == ("joint", "text")
+    assert resolve_fusion({"method": "joint", "query": "joint"}, enc)["query"] == "joint"
+    differs = enc.describe()["differs_from_seed"]
+    assert set(differs) == {"adapter", "attention", "normalisation"}
+    assert "flash_attention_2" in differs["attention"] and "sdpa" in differs["attention"]

@@ -52,3 +52,27 @@ def test_sweep_without_multirun_yaml_fails_before_anything_runs(tmp_path: Path) 
     assert proc.returncode != 0
     assert f"SWEEP={tmp_path / 'nowhere'}: no multirun.yaml" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_with_the_paper_pools_table1_runs_oven_with_its_own_query_mean(tmp_path: Path) -> None:
+    (tmp_path / "data" / "calibration").mkdir(parents=True)
+    (tmp_path / "data" / "calibration" / "MANIFEST.json").write_text("{}\n")
+    out = tmp_path / "out"
+    plan = make("-n", "table1", f"DATA_DIR={tmp_path / 'data'}", f"OUT={out}").stdout
+    runs = [line for line in plan.replace("\\\n", " ").splitlines() if "run.py -m" in line]
+    assert len(runs) == 2, plan
+    other, oven = sorted(runs, key=lambda r: "mixbench_oven " in r + " ")
+    assert "dataset=mixbench_google_wit,mixbench_mscoco,mixbench_visualnews calibration=none,gr_paper" in other
+    assert "mixbench_oven" not in other.split("hydra.sweep.dir=")[1].split()[0]
+    assert "dataset=mixbench_oven calibration=none,gr_paper_oven" in oven
+    assert re.search(r"experiments\.report \S+/mixbench \S+/mixbench_oven --out", plan)
+    # without the pools: one sweep, GR's default means, no OVEN split
+    plan = make("-n", "table1", f"DATA_DIR={tmp_path / 'none'}", f"OUT={out}").stdout
+    assert "gr_paper" not in plan and "/mixbench_oven" not in plan
+    # a reused reproduction with an OVEN sweep reports both
+    for setting in ("mixbench", "mixbench_oven"):
+        (tmp_path / "repro" / setting).mkdir(parents=True)
+        (tmp_path / "repro" / setting / "multirun.yaml").write_text("{}\n")
+    plan = make("-n", "figure4", f"SWEEP={tmp_path / 'repro'}", f"OUT={out}").stdout
+    assert f"report {tmp_path / 'repro' / 'mixbench'} {tmp_path / 'repro' / 'mixbench_oven'} --out" in plan
+    assert "run.py" not in plan

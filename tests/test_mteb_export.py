@@ -13,7 +13,13 @@ import pytest
 from mteb_fixtures import write_it2it
 
 from experiments.report import main as report_main
-from mixsearch.mteb_export import ExportError, experiment_kwargs, export_runs, mteb_metric, task_name
+from mixsearch.mteb_export import (
+    ExportError,
+    experiment_kwargs,
+    export_runs,
+    mteb_metric,
+    task_name,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = {"ndcg@10": 0.61234567, "recall@5": 0.7, "mrr@10": 0.55, "ndcg@1": 0.5}

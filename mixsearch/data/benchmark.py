@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,11 +19,14 @@ from PIL import Image
 Modality = Literal["text", "image", "image+text"]
 MODALITIES: tuple[Modality, ...] = ("text", "image", "image+text")
 
-# Largest side an image is decoded at. CLIP-style models see at most a few hundred pixels, and
-# Google WIT has images 13k pixels wide: decoding those at full size wastes memory and time.
-MAX_DECODE_SIDE = 2048
-Image.MAX_IMAGE_PIXELS = 400_000_000  # WIT's largest images are far below this; bombs are above
+# Decompression bombs: a tiny file (a 60 KB PNG of 20100 x 20100) can decode to gigabytes. PIL
+# only raises above twice this limit (and merely warns between 1x and 2x), so ImageRef.load
+# checks the header's size against the limit itself and refuses anything above it.
+Image.MAX_IMAGE_PIXELS = 400_000_000  # WIT's largest images are far below this
 
+#: Modes whose samples exceed 8 bits: ``convert("RGB")`` clips them (16-bit greyscale turns
+#: white), so they are rescaled by their bit depth instead (see :func:`to_rgb`).
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 class DataError(ValueError):
     """Bad benchmark input. The message names the file, id or option at fault."""
@@ -44,26 +48,44 @@ class ImageRef:
         if (self.path is None) == (self.data is None):
             raise ValueError("ImageRef needs exactly one of path or data")
 
-    def load(self, max_side: int = MAX_DECODE_SIDE) -> Image.Image:
-        """Decode to an RGB PIL image whose longer side is at most ``max_side``.
+    def load(self, max_side: int | None = None) -> Image.Image:
+        """Decode to an 8-bit RGB PIL image.
+
+        Args:
+            max_side: if set, shrink the image so that its longer side is at most this many
+                pixels while decoding (``dataset.max_image_side``; JPEGs are decoded at a
+                reduced scale, so a 13k-pixel image never exists at full size). None (the
+                default): full size; the encoder's processor does its own resize, as in mteb
+                and the paper's seed code.
 
         Raises:
-            DataError: the file is missing or cannot be decoded (names the file).
+            DataError: the file is missing, cannot be decoded, is larger than
+                ``PIL.Image.MAX_IMAGE_PIXELS`` (a decompression bomb) or has a pixel format
+                that has no faithful 8-bit RGB form (names the file).
         """
         where = self.path or self.origin or "<embedded bytes>"
         try:
             src = self.path if self.path is not None else io.BytesIO(self.data)  # type: ignore[arg-type]
-            with Image.open(src) as img:
-                # draft() lets the JPEG decoder downscale by 1/2..1/8 while decoding, so a
-                # 13k-pixel image never exists at full size in memory.
-                if img.format == "JPEG" and max(img.size) > max_side:
+            with warnings.catch_warnings():  # the 1x..2x bomb warning: refused just below
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(src)  # reads the header only
+            with img:
+                pixels = img.size[0] * img.size[1]
+                if Image.MAX_IMAGE_PIXELS is not None and pixels > Image.MAX_IMAGE_PIXELS:
+                    raise DataError(
+                        f"image {where}: {img.size[0]}x{img.size[1]} = {pixels} pixels is above "
+                        f"the decoding limit of {Image.MAX_IMAGE_PIXELS} (PIL.Image.MAX_IMAGE_PIXELS; "
+                        "a decompression bomb?); refused")
+                if max_side is not None and img.format == "JPEG" and max(img.size) > max_side:
                     img.draft("RGB", (max_side, max_side))
-                img = img.convert("RGB")
-                if max(img.size) > max_side:
-                    img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
-                return img
+                rgb = to_rgb(img, where)
+                if max_side is not None and max(rgb.size) > max_side:
+                    rgb.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+                return rgb
         except FileNotFoundError as e:
             raise DataError(f"image file not found: {where}") from e
+        except DataError:
+            raise
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise DataError(f"cannot decode image {where}: {e}") from e
 
@@ -80,6 +102,35 @@ class ImageRef:
         except FileNotFoundError as e:
             raise DataError(f"image file not found: {self.path}") from e
         return f"file:{os.path.abspath(self.path)}:{st.st_size}:{st.st_mtime_ns}"  # type: ignore[arg-type]
+
+
+def to_rgb(img: Image.Image, where: str) -> Image.Image:
+    """``img`` as 8-bit RGB, without the silent damage of a bare ``convert("RGB")``.
+
+    16-bit greyscale (``I;16*``, and ``I`` whose values fit in 16 bits, as 16-bit PNGs and
+    TIFFs decode) is scaled by 255/65535; ``convert`` would clip every value above 255 to
+    white. Other modes convert as ``convert("RGB")`` does, as the seed code and the Hugging
+    Face processors do: alpha (``RGBA``, ``LA``, ``PA``, ``P`` with transparency) is dropped,
+    keeping the colour under it; ``CMYK`` and ``YCbCr`` use PIL's conversions.
+
+    Raises:
+        DataError: a 32-bit float (``F``) image, or an ``I`` image with values outside
+            0..65535: no defined white point (names the file and the mode).
+    """
+    if img.mode in SIXTEEN_BIT_MODES or img.mode == "I":
+        import numpy as np
+
+        a = np.asarray(img)
+        if a.size and (int(a.min()) < 0 or int(a.max()) > 65535):
+            raise DataError(f"image {where}: mode {img.mode} with values {int(a.min())}..{int(a.max())} "
+                            "has no defined 8-bit scale; convert it to 8- or 16-bit first")
+        # round(v * 255 / 65535): 65535 -> 255, 257 -> 1, exact for 8-bit data stored as 16-bit
+        eight = ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(eight).convert("RGB")
+    if img.mode == "F":
+        raise DataError(f"image {where}: mode F (32-bit float samples) has no defined 8-bit scale; "
+                        "convert it to 8- or 16-bit first")
+    return img.convert("RGB")
 
 
 @dataclass(frozen=True)

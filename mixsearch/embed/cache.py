@@ -513,6 +513,7 @@ class EmbeddingCache:
         dim: int,
         part_size: int,
         lock_timeout: float | None = None,
+        preprocess: dict[str, Any] | None = None,
     ) -> CacheEntry:
         """The entry for these key inputs (nothing is read or written but its manifest).
 
@@ -528,6 +529,8 @@ class EmbeddingCache:
             dim: embedding dimension, checked on every read.
             part_size: rows per part for a new entry.
             lock_timeout: seconds to wait for a lock another process holds (None: no limit).
+            preprocess: input preparation outside the encoder that changes the vectors (image
+                entries: ``{"max_image_side": ...}``); part of the key.
         """
         if store_dtype not in STORE_DTYPES:
             raise ValueError(f"store_dtype={store_dtype!r}: expected one of {STORE_DTYPES}")
@@ -542,6 +545,8 @@ class EmbeddingCache:
             "store_dtype": store_dtype,
             "content": content_hash(items),
         }
+        if preprocess:
+            inputs["preprocess"] = preprocess
         key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
         path = (
             self.root

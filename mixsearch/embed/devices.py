@@ -73,16 +73,19 @@ def _shard_config(cfg: dict[str, Any], devices: list[str], shard: int) -> dict[s
 
 def _extract_shard(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """Process body: build dataset and model, compute this shard's parts; returns the stats."""
-    from mixsearch.config import build, section
+    from mixsearch.config import build, section, split_dataset_section
     from mixsearch.embed.cache import EmbeddingCache
     from mixsearch.pipeline import check_joint, embed_all, resolve_fusion, skip_policy
 
-    bench = build(cfg["dataset"], "dataset")
+    dataset_spec, dataset_opts = split_dataset_section(cfg["dataset"])
+    bench = build(dataset_spec, "dataset")
     encoder = build(cfg["model"], "model")
     fusion_cfg = resolve_fusion(section(cfg, "fusion"), encoder)
     check_joint(encoder, fusion_cfg)
     cache = EmbeddingCache(cfg["paths"]["cache_dir"])
     embed_cfg = skip_policy(section(cfg, "dataset"), section(cfg, "embed"))
+    # the same decode size (and so the same cache keys) as the parent run
+    embed_cfg["max_image_side"] = dataset_opts["max_image_side"]
     _, stats = embed_all(encoder, bench, cache, embed_cfg,
                          corpus_cfg=section(cfg, "corpus"), cal_cfg=section(cfg, "calibration"),
                          fusion_cfg=fusion_cfg)

@@ -78,9 +78,11 @@ class _ImageItems(Dataset):
     """Decodes and preprocesses images in DataLoader workers; a DataError becomes a value so
     the main process can raise it cleanly or skip the item."""
 
-    def __init__(self, records: Sequence[Record], transform: Callable[[Image.Image], torch.Tensor]):
+    def __init__(self, records: Sequence[Record], transform: Callable[[Image.Image], torch.Tensor],
+                 max_side: int | None = None):
         self.records = records
         self.transform = transform
+        self.max_side = max_side
 
     def __len__(self) -> int:
         return len(self.records)
@@ -88,7 +90,7 @@ class _ImageItems(Dataset):
     def __getitem__(self, i: int) -> tuple[str, torch.Tensor | None, str | None]:
         rec = self.records[i]
         try:
-            return rec.id, self.transform(rec.image.load()), None  # type: ignore[union-attr]
+            return rec.id, self.transform(rec.image.load(self.max_side)), None  # type: ignore[union-attr]
         except DataError as e:
             return rec.id, None, str(e)
 
@@ -124,6 +126,7 @@ class _Extractor:
         on_missing: str,
         bar: tqdm,
         role: str = "document",
+        max_image_side: int | None = None,
     ) -> None:
         self.encoder = encoder
         self.field = field
@@ -135,6 +138,7 @@ class _Extractor:
         self.store_dtype = store_dtype
         self.on_missing = on_missing
         self.bar = bar
+        self.max_image_side = max_image_side
 
     def _amp(self) -> AbstractContextManager:
         if self.autocast == "none":
@@ -191,7 +195,7 @@ class _Extractor:
         # Overridden collate_images (VLMs): batch in the main process; else stack in workers.
         stacked = type(enc).collate_images is Encoder.collate_images
         loader = DataLoader(
-            _ImageItems(records, enc.image_transform()),
+            _ImageItems(records, enc.image_transform(), self.max_image_side),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             collate_fn=_collate if stacked else _collate_list,
@@ -292,6 +296,7 @@ def embed_records(
     num_shards: int = 1,
     on_missing: str = "error",
     image_key: str = "content",
+    max_image_side: int | None = None,
     lock_timeout: float | None = None,
     progress: bool = True,
     stats: dict | None = None,
@@ -320,6 +325,9 @@ def embed_records(
             ``stats``.
         image_key: cache identity of image files: ``"content"`` (hash of the bytes) or
             ``"stat"`` (path, size, mtime; see :func:`~mixsearch.embed.cache.image_key`).
+        max_image_side: shrink images to this longer side while decoding (the dataset's
+            ``max_image_side``; part of the cache key of image and joint entries); None:
+            decode at full size and let the encoder's processor resize.
         lock_timeout: seconds to wait for a cache lock held by another process before
             failing with :class:`~mixsearch.embed.cache.CacheLockTimeout` (None: no limit).
         progress: show a tqdm progress bar.
@@ -380,6 +388,7 @@ def embed_records(
         on_missing=on_missing,
         bar=bar,
         role=role,
+        max_image_side=max_image_side,
     )
     entry: CacheEntry | None = None
     with bar, progress_bars_off(not progress):
@@ -398,6 +407,7 @@ def embed_records(
                 dim=encoder.dim,
                 part_size=part_size,
                 lock_timeout=lock_timeout,
+                preprocess=None if field == "text" else {"max_image_side": max_image_side},
             )
             parts, encoded, cached = _fill(entry, items, ex, shard, num_shards)
     complete = entry is None or len(parts) == entry.n_parts

@@ -16,7 +16,17 @@ instruction strings or its 1344x1344 resize. So this is the smallest transformer
   build them: the processor expands the image token into the image's patch tokens;
 * last-token pooling over the final hidden state (after the final norm), L2-normalised;
 * images RGB and resized to ``image_size`` x ``image_size`` (the seed's 1344) before the
-  model's own processor.
+  model's own processor;
+* the processor loaded from the base model (``processor``), as the seed's ``load_processor``
+  does: ``Qwen/Qwen2-VL-7B-Instruct`` for Qwen2-VL (its ``model_name``, never the adapter) and
+  ``llava-hf/llava-v1.6-mistral-7b-hf`` for LLaVA-NeXT (hard-coded there);
+* queries text only (``recipe_query``): the seed embeds a query's text and nothing else, OVEN's
+  too. ``fusion.query=joint`` embeds an image+text query jointly with a prompt of ours.
+
+Where we differ from the seed's script, recorded in metrics.json (``describe()["differs_from_seed"]``):
+the LoRA adapter is merged into the weights (the seed runs peft's unmerged layers: the same
+function up to rounding), attention is SDPA by default (the seed: flash_attention_2), and the
+pooled vector is L2-normalised in float32 (the seed normalises the bf16 vector).
 
 Qwen2-VL positions: VLM2Vec v1 trained and evaluated with transformers 4.4x, whose Qwen2-VL
 ``get_rope_index`` finds images through a ``<|vision_start|>`` token. The seed's prompts have
@@ -39,7 +49,6 @@ from PIL import Image
 from mixsearch.encoders.base import ROLES, Encoder, EncoderError, check_role
 from mixsearch.encoders.offline import (
     dir_signature,
-    hub_cached,
     hub_commit,
     hub_errors,
     hub_offline,
@@ -55,8 +64,8 @@ MODALITIES = ("text", "image", "joint")
 IMAGE_TOKENS = {"qwen2_vl": "<|image_pad|>", "llava_next": "<image>"}
 #: The seed's strings (paper appendix; docs/formats.md §6). ``{image}`` becomes the
 #: backbone's image token, ``{text}`` the item's text. The seed embeds queries as text only;
-#: the query image and query image+text templates (OVEN's image+text queries) are ours,
-#: built like the document ones.
+#: the query image and query image+text templates (``fusion.query=image|joint`` for OVEN's
+#: image+text queries) are OURS, built like the document ones.
 SEED_INSTRUCTIONS: dict[str, dict[str, str]] = {
     "query": {
         "text": "Retrieve a relevant item that represents: {text}\n",
@@ -174,12 +183,18 @@ class VLM2VecEncoder(Encoder):
         precision: ``"bf16"`` (the recipe), ``"fp16"`` or ``"fp32"``.
         attn_implementation: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"``.
         cache_dir: hub cache directory.
+        processor: where the processor comes from (hub id or folder); None: the model
+            ``model_id_or_path`` (the seed's choice for Qwen2-VL: the base model's, not the
+            adapter's); LLaVA-NeXT's config names ``llava-hf/llava-v1.6-mistral-7b-hf``.
+        processor_revision: hub revision of ``processor``.
 
     Raises:
         EncoderError: unsupported model type, bad option, or files unavailable offline.
     """
 
     supports_joint = True
+    #: ``fusion.query=auto`` for this model: the seed embeds every query as text only
+    recipe_query = "text"
 
     def __init__(
         self,
@@ -198,6 +213,8 @@ class VLM2VecEncoder(Encoder):
         precision: str = "bf16",
         attn_implementation: str = "sdpa",
         cache_dir: str | None = None,
+        processor: str | None = None,
+        processor_revision: str | None = None,
     ) -> None:
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
@@ -217,7 +234,12 @@ class VLM2VecEncoder(Encoder):
         self.attn_implementation = attn_implementation
         self.cache_dir = cache_dir
         sources = [(model_id_or_path, revision)] + ([(adapter, adapter_revision)] if adapter else [])
+        proc_repo, proc_rev = (processor, processor_revision) if processor else (model_id_or_path, revision)
         self.hint = download_commands(model_id_or_path, adapter, revision, adapter_revision)
+        if processor and not Path(processor).is_dir():
+            self.hint += f" The processor: `hf download {processor}`."
+            require_hub_files(processor, processor, ["preprocessor_config.json"],
+                              revision=processor_revision, cache_dir=cache_dir, hint=self.hint)
         for repo, rev in sources:
             if not Path(repo).is_dir():
                 need = "adapter_config.json" if repo == adapter else "config.json"
@@ -236,13 +258,11 @@ class VLM2VecEncoder(Encoder):
                 model_id_or_path, revision=revision, dtype=self.dtype,
                 attn_implementation=attn_implementation, **kw,
             )
-            # VLM2Vec loads the processor from the adapter when it ships one
-            proc_repo, proc_rev = (
-                (adapter, adapter_revision) if adapter and self._has_processor(adapter, adapter_revision)
-                else (model_id_or_path, revision)
-            )
+        # the seed's load_processor: the base model's processor (or the one named), never the
+        # adapter's (tests/test_encoders_vlm2vec.py compares the two sources on a tiny model)
+        with hub_errors(proc_repo, self.hint):
             self.processor = AutoProcessor.from_pretrained(proc_repo, revision=proc_rev, **kw)
-            self.processor_source = proc_repo
+        self.processor_source, self.processor_revision = proc_repo, proc_rev
         if adapter:
             model = self._merge_adapter(model, adapter, adapter_revision, kw)
         self.model = model.to(self.device).eval()
@@ -288,12 +308,6 @@ class VLM2VecEncoder(Encoder):
                  "config", self.model_id, settings)
         for attr, value in settings.items():
             setattr(self.processor, attr, value)
-
-    def _has_processor(self, repo: str, revision: str | None) -> bool:
-        names = ("preprocessor_config.json", "processor_config.json")
-        if Path(repo).is_dir():
-            return any((Path(repo) / n).is_file() for n in names)
-        return any(hub_cached(repo, n, revision=revision, cache_dir=self.cache_dir) for n in names)
 
     def _merge_adapter(self, model: Any, adapter: str, revision: str | None,
                        kw: dict[str, Any]) -> Any:
@@ -448,7 +462,8 @@ class VLM2VecEncoder(Encoder):
             "model_type": self.model_type,
             "checkpoint": self._checkpoint(self.model_id, self.revision),
             "adapter": self._checkpoint(self.adapter, self.adapter_revision) if self.adapter else None,
-            "processor_source": "adapter" if self.processor_source == self.adapter else "model",
+            "processor_source": ("model" if self.processor_source == self.model_id
+                                 else {"repo": self.processor_source, "revision": self.processor_revision}),
             "instructions": self.templates,
             "image_token": self.image_token,
             "image_resize": self.image_size,
@@ -475,6 +490,15 @@ class VLM2VecEncoder(Encoder):
             "model_id_or_path": self.model_id,
             "adapter": self.adapter,
             "transformers_version": transformers.__version__,
+            "processor": self.processor_source,
+            # the seed's vlm_example/embedding.py did these differently (module docstring)
+            "differs_from_seed": {
+                "adapter": "merged into the weights (seed: peft's unmerged LoRA layers)"
+                if self.adapter else "none (a full checkpoint, as the seed)",
+                "attention": f"{self.attn_implementation} (seed: flash_attention_2)",
+                "normalisation": "L2 of the pooled vector in float32 (seed: in the model's "
+                                 "dtype, bf16 on a GPU)",
+            },
         }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from mixsearch.config import build
+from mixsearch.config import build, split_dataset_section
 from mixsearch.data.benchmark import Benchmark, DataError
 
 
@@ -95,7 +95,7 @@ def load_benchmark_of(run: RunData, root: str | Path | None = None) -> Benchmark
         RunDirError: the run has no dataset config, or the rebuilt benchmark is not the one
             the run scored (names both).
     """
-    spec = dict(run.config.get("dataset") or {})
+    spec = split_dataset_section(run.config.get("dataset") or {})[0]  # the loader's options
     if not spec:
         raise RunDirError(f"{run.path}/metrics.json: no config.dataset to reload the benchmark from")
     if root is not None:
