@@ -10,7 +10,7 @@ from pathlib import Path
 
 import mteb
 import pytest
-from mteb_fixtures import write_it2it
+from mixsearch.data.mteb_fixture import write_it2it
 
 from experiments.report import main as report_main
 from mixsearch.mteb_export import (

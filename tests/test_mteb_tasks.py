@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from mteb_fixtures import write_hub_layout, write_it2it, write_t2i
+from mixsearch.data.mteb_fixture import write_hub_layout, write_it2it, write_t2i
 from PIL import Image
 
 from mixsearch.data import DataError, load_benchmark

@@ -159,3 +159,14 @@ def test_a_wrong_root_is_not_filled_with_a_new_toy(tmp_path: Path, bench: Path) 
     assert fresh.meta["root"] == str(default)
     elsewhere = load_toy(bench, default_root=default, seed=3, **SMALL)  # an existing toy loads
     assert elsewhere.meta["generator"]["params"]["seed"] == 3
+
+
+def test_a_world_too_small_for_the_request_is_an_error_not_an_endless_loop():
+    from mixsearch.data.benchmark import DataError
+    from mixsearch.data.toy import _Scenes
+
+    scenes = _Scenes(0)
+    one = scenes.take(1)
+    # one scene has only a few dozen near-duplicates (one attribute of one group changed)
+    with pytest.raises(DataError, match="no new distinct scene"):
+        scenes.siblings(one, 2000)

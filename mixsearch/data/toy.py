@@ -65,11 +65,18 @@ class _Scenes:
         ]
 
     def _new(self, draw: Callable[[], Scene]) -> Scene:
-        while True:
+        # a scene's near-duplicates are few (one attribute of one group changed): once all are
+        # taken, drawing again would loop for ever, so a benchmark too large for the world fails
+        for _ in range(_MAX_DRAWS):
             scene = draw()
             if scene.key not in self._seen:
                 self._seen.add(scene.key)
                 return scene
+        raise DataError(f"toy: no new distinct scene in {_MAX_DRAWS} draws after "
+                        f"{len(self._seen)} scenes; ask for fewer queries or distractors")
+
+
+_MAX_DRAWS = 10_000
 
 
 def _rng(seed: int, *parts: object) -> random.Random:

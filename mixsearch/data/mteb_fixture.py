@@ -7,10 +7,14 @@ with the HF features (``Image`` columns as ``{bytes, path}`` structs) in the par
 Columns are the v2 retrieval schema: ``id`` plus a column per modality (``text``, ``image``),
 qrels ``query-id``, ``corpus-id``, ``score``. Content comes from the toy world, so the toy CLIP
 retrieves it better than chance.
+
+``python -m mixsearch.data.mteb_fixture DIR --task OVENIT2ITRetrieval|Flickr30kT2IRetrieval``
+writes one such copy for trying ``dataset=mteb`` offline.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import random
 from pathlib import Path
@@ -75,3 +79,22 @@ def write_t2i(out: Path, n: int = 24, seed: int = 1) -> Path:
     qrels = {"query-id": queries["id"], "corpus-id": [f"{i}.jpg" for i in range(n) for _ in range(2)],
              "score": [1] * (2 * n)}
     return write_hub_layout(out, {"corpus": docs, "queries": queries, "qrels": qrels})
+
+
+WRITERS = {"OVENIT2ITRetrieval": write_it2it, "Flickr30kT2IRetrieval": write_t2i}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write a small local copy of an mteb task in its hub layout (for ``dataset.root``)."""
+    p = argparse.ArgumentParser(prog="python -m mixsearch.data.mteb_fixture", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", type=Path, help="the folder to write")
+    p.add_argument("--task", choices=sorted(WRITERS), default="OVENIT2ITRetrieval")
+    p.add_argument("-n", type=int, default=24, help="scenes (queries) to write")
+    args = p.parse_args(argv)
+    datasets.disable_progress_bars()
+    print(WRITERS[args.task](args.out, n=args.n))
+
+
+if __name__ == "__main__":
+    main()
