@@ -121,3 +121,15 @@ def _no_registry_leak(request: pytest.FixtureRequest) -> Iterator[None]:
     if leaked:
         pytest.fail(f"{request.node.nodeid} left plug-in registries changed ({'; '.join(leaked)}); "
                     "use the registries_restored fixture", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for a module of tiny-model tests: thread start-up would dominate,
+    and CI's cores are shared. Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

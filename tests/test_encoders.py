@@ -30,13 +30,7 @@ LONG = " ".join(["word"] * 200)
 TEXTS = ["a cat on a mat", "a photo of a dog", "", "Nate Ebner, List of Jews in sports"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: thread start-up dominates, and CI cores are shared
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

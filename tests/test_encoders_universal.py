@@ -25,12 +25,7 @@ RANDOM = "mteb/baseline-random-encoder"
 TEXTS = ["a cat on a mat", "a photo of a dog", "Nate Ebner, List of Jews in sports"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(enc, n: int = 3) -> list:

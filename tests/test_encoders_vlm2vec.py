@@ -24,12 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["a cat on a mat", "Nate Ebner, List of Jews in sports", "dog"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

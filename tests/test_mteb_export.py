@@ -10,9 +10,9 @@ from pathlib import Path
 
 import mteb
 import pytest
-from mixsearch.data.mteb_fixture import write_it2it
 
 from experiments.report import main as report_main
+from mixsearch.data.mteb_fixture import write_it2it
 from mixsearch.mteb_export import (
     ExportError,
     experiment_kwargs,

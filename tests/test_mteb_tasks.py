@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
-from mixsearch.data.mteb_fixture import write_hub_layout, write_it2it, write_t2i
 from PIL import Image
 
 from mixsearch.data import DataError, load_benchmark
+from mixsearch.data.mteb_fixture import write_hub_layout, write_it2it, write_t2i
 from mixsearch.data.mteb_tasks import load_mteb_task
 
 
