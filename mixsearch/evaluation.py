@@ -317,10 +317,11 @@ class Evaluator:
         if qs.unimodal_topk is None:
             uni = ~(self.docs.has_text & self.docs.has_image)
             if docs is None:
-                c = self.centred_docs
-                docs = np.zeros_like(c.text)
-                docs[uni] = l2_normalise(c.text[uni] + c.image[uni])  # the absent part is zero
-            qs.unimodal_topk = self._search_rows(qs.after, docs, uni, k)
+                c, idx = self.centred_docs, np.flatnonzero(uni)
+                vectors = l2_normalise(c.text[idx] + c.image[idx])  # the absent part is zero
+                qs.unimodal_topk = self._search_rows(qs.after, vectors, uni, k, selected=True)
+            else:
+                qs.unimodal_topk = self._search_rows(qs.after, docs, uni, k)
         return qs.unimodal_topk
 
     # ---- many fusion options at once -----------------------------------------------------------
@@ -357,14 +358,18 @@ class Evaluator:
                 and bool((self.docs.has_text & self.docs.has_image).any()))
 
     def _sweep(self, method: str, mode: str, query_alpha: float, alphas: list[float]) -> list[EvalResult]:
-        qs, mixed, tops = self._sweep_topk(method, mode, query_alpha, alphas)
+        qs = self._query_state(mode, query_alpha)
+        q_before, q_after = role_centroids(qs.before, qs.roles), role_centroids(qs.after, qs.roles)
+        qs, mixed, tops = self._sweep_topk(method, mode, query_alpha, alphas,
+                                           probes=np.stack(list(q_after.values())))
         if self._scorer is None:
             mc = self.metrics_cfg
             self._scorer = RankScorer(self.bench.qrels, self.queries.ids, self.docs.ids,
                                       ks=list(mc["ks"]), measures=list(mc["measures"]),
                                       gain=mc["gain"])
         scorer = self._scorer
-        before_mixed = MixedDocs.build(self.docs, method)
+        # the raw parts, for the diagnostics
+        before_mixed = MixedDocs.build(self.docs, method, probes=np.stack(list(q_before.values())))
         centroids_before = modality_centroids(self.docs)
         centroids_after = modality_centroids(self.centred_docs)
         qids = scorer.qids
@@ -372,9 +377,8 @@ class Evaluator:
         # The columns every α shares, built once (pandas' string columns are slow to make).
         fixed = pd.DataFrame({"qid": qids, "target_modality": targets,
                               "query_role": qs.roles[scorer.query_rows]})
-        q_before, q_after = role_centroids(qs.before, qs.roles), role_centroids(qs.after, qs.roles)
         corpus, share = self._corpus_summary(), ModalityShare(self.docs.modalities, TOPK_SHARE_K)
-        cent_before, cent_after = before_mixed.centroids(alphas), mixed.centroids(alphas)
+        cos_before, cos_after = before_mixed.mean_cosines(alphas), mixed.mean_cosines(alphas)
         doc_ids = np.array(self.docs.ids, dtype=object)
         positions = {q: n for n, q in enumerate(self.queries.ids)}
         query_roles = sorted(set(qs.roles.tolist()))
@@ -384,9 +388,9 @@ class Evaluator:
             table = pd.concat([fixed, pd.DataFrame({**columns, "first_rel_rank": first})], axis=1)
             gap = {**qs.gap, "query_role": list(query_roles),
                    "mean_cosine_before": mean_cosine_from_centroids(
-                       q_before, {**centroids_before, "image+text": cent_before[n]}),
+                       q_before, centroids_before, dict(zip(q_before, cos_before[n], strict=True))),
                    "mean_cosine_after": mean_cosine_from_centroids(
-                       q_after, {**centroids_after, "image+text": cent_after[n]})}
+                       q_after, centroids_after, dict(zip(q_after, cos_after[n], strict=True)))}
             results.append(EvalResult(
                 metrics={name: float(col.mean()) for name, col in columns.items()},
                 per_query=table,
@@ -401,13 +405,15 @@ class Evaluator:
         return results
 
     def _sweep_topk(
-        self, method: str, mode: str, query_alpha: float, alphas: list[float]
+        self, method: str, mode: str, query_alpha: float, alphas: list[float],
+        probes: np.ndarray | None = None,
     ) -> tuple[_QueryState, MixedDocs, list[TopK]]:
-        """The top-k of each α (what :meth:`retrieve` gives), from two matmuls in all."""
+        """The top-k of each α (what :meth:`retrieve` gives), from two matmuls in all;
+        ``probes``: passed to :meth:`MixedDocs.build`."""
         qs = self._query_state(mode, query_alpha)
         k_opt = self._k()
         n_q, k = len(self.queries.ids), min(k_opt, len(self.docs.ids))
-        mixed = MixedDocs.build(self.centred_docs, method)
+        mixed = MixedDocs.build(self.centred_docs, method, probes)
         if (~(self.docs.has_text & self.docs.has_image)).any():
             s_uni, r_uni = self._unimodal_topk(qs, None, k_opt)
             uni_keys = self._order.pack(s_uni, r_uni)
@@ -419,7 +425,7 @@ class Evaluator:
                               self.retrieval_cfg["ties"])
         keys = np.empty((len(alphas), n_q, k), np.int64)
         m = len(mixed.rows)
-        parts = torch.from_numpy(np.concatenate([mixed.text, mixed.image]))  # one matmul for both
+        parts = torch.from_numpy(mixed.parts)  # one matmul for both
         with torch.inference_mode():
             for c in query_chunks(n_q, 2 * m):
                 q = torch.from_numpy(np.ascontiguousarray(qs.after[c]))
@@ -431,12 +437,14 @@ class Evaluator:
         return qs, mixed, [TopK(*self._order.unpack(keys[n])) for n in range(len(alphas))]
 
     def _search_rows(
-        self, queries: np.ndarray, docs: np.ndarray, rows: np.ndarray, k: int
+        self, queries: np.ndarray, docs: np.ndarray, rows: np.ndarray, k: int,
+        selected: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k among the doc rows selected by the mask ``rows``: (scores, corpus row indices)."""
+        """Top-k among the doc rows selected by the mask ``rows``: (scores, corpus row indices).
+        ``selected``: ``docs`` holds those rows only (in corpus order), not the whole corpus."""
         r = self.retrieval_cfg
         idx = np.flatnonzero(rows)
-        hit = search(queries, docs[idx], k, doc_ids=[self.docs.ids[i] for i in idx],
+        hit = search(queries, docs if selected else docs[idx], k, doc_ids=[self.docs.ids[i] for i in idx],
                      backend=r["backend"], chunk_size=r["chunk_size"], device=r["device"],
                      ties=r["ties"], index=r["index"], nlist=r["nlist"], nprobe=r["nprobe"],
                      hnsw_m=r["hnsw_m"], ef_search=r["ef_search"])

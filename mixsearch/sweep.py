@@ -46,6 +46,8 @@ _SPARSE_SHARE = 0.2
 _HEAVY_FACTOR = 4
 # Largest evaluated-queries x docs grade table held densely (int8: 64 MiB).
 _DENSE_GRADES = 1 << 26
+# Rows of image+text parts copied to float64 at a time (norms, mean cosines).
+_FLOAT64_ROWS = 1 << 15
 
 
 def _weights(alpha: float) -> tuple[np.float32, np.float32]:
@@ -60,31 +62,54 @@ class MixedDocs:
     Attributes:
         rows: their corpus rows, ascending.
         method: ``weighted`` or ``score``.
-        text: ``(m, d)`` centred text parts (``score``: normalised).
-        image: ``(m, d)`` centred image parts (``score``: normalised).
-        tt, ii, ti: ``(m,)`` float64 ``‖t‖²``, ``‖i‖²`` and ``t·i`` (``weighted``).
+        parts: ``(2m, d)`` the centred text parts, then the centred image parts (``score``:
+            normalised), in one array so that one matmul scores both.
+        tt, ii, ti: ``(m,)`` float64 ``‖t‖²``, ``‖i‖²`` and ``t·i``.
+        probes: ``(2, m, n_probes)`` float64 dot products of the text and image parts with
+            the probe vectors given to :meth:`build` (for :meth:`mean_cosines`).
     """
 
     rows: np.ndarray
     method: str
-    text: np.ndarray
-    image: np.ndarray
+    parts: np.ndarray
     tt: np.ndarray
     ii: np.ndarray
     ti: np.ndarray
+    probes: np.ndarray
+
+    @property
+    def text(self) -> np.ndarray:
+        return self.parts[: len(self.rows)]
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.parts[len(self.rows):]
 
     @classmethod
-    def build(cls, centred: Views, method: str) -> MixedDocs:
-        """From the (centred) doc parts of a run."""
+    def build(cls, centred: Views, method: str, probes: np.ndarray | None = None) -> MixedDocs:
+        """From the (centred) doc parts of a run; ``probes``: ``(n_probes, d)`` vectors (query
+        centroids) whose dot products with the parts :meth:`mean_cosines` needs."""
         if method not in SWEEP_METHODS:
             raise ValueError(f"fusion.method={method!r} has no sweep fast path ({SWEEP_METHODS})")
         rows = np.flatnonzero(centred.has_text & centred.has_image)
-        text, image = centred.text[rows], centred.image[rows]
+        m = len(rows)
+        parts = np.concatenate([centred.text[rows], centred.image[rows]])
         if method == "score":
-            text, image = l2_normalise(text), l2_normalise(image)
-        t64, i64 = text.astype(np.float64), image.astype(np.float64)
-        return cls(rows, method, text, image, np.einsum("ij,ij->i", t64, t64),
-                   np.einsum("ij,ij->i", i64, i64), np.einsum("ij,ij->i", t64, i64))
+            parts = l2_normalise(parts)
+        p64 = np.zeros((centred.text.shape[1], 0)) if probes is None else np.asarray(probes, np.float64).T
+        tt, ii, ti = np.empty(m), np.empty(m), np.empty(m)
+        dots = np.empty((2, m, p64.shape[1]))
+        # float64 sums, as the plain path's norms and means, over a bounded number of rows at
+        # once. (einsum, not numpy's BLAS: OpenBLAS threads left spinning after a call slow the
+        # torch matmul that follows on a small machine by half.)
+        for start in range(0, m, _FLOAT64_ROWS):
+            r = slice(start, min(start + _FLOAT64_ROWS, m))
+            t64 = parts[r].astype(np.float64)
+            i64 = parts[m + r.start : m + r.stop].astype(np.float64)
+            tt[r], ii[r] = np.einsum("ij,ij->i", t64, t64), np.einsum("ij,ij->i", i64, i64)
+            ti[r] = np.einsum("ij,ij->i", t64, i64)
+            dots[0, r], dots[1, r] = np.einsum("ij,jk->ik", t64, p64), np.einsum("ij,jk->ik", i64, p64)
+        return cls(rows, method, parts, tt, ii, ti, dots)
 
     def inverse_norms(self, alpha: float) -> np.ndarray:
         """``1 / ‖α t + (1−α) i‖`` per doc (float32; ``weighted``), floored as l2_normalise."""
@@ -116,34 +141,46 @@ class MixedDocs:
             out *= self.inverse_norms(alpha)[cols]
         return out
 
-    def upper_bound(self, s_t: np.ndarray, s_i: np.ndarray) -> np.ndarray:
-        """An upper bound, over α in [0, 1], of each score (queries are unit vectors).
+    def reachable(self, s_t: torch.Tensor, s_i: torch.Tensor, bar: torch.Tensor) -> torch.Tensor:
+        """Mask of the (query, doc) pairs whose score can reach ``bar`` (per query) at some α
+        in [0, 1], from an upper bound of the score over α (queries are unit vectors).
 
-        ``score``: the larger of the two sides (the score is linear in α). ``weighted``: the
-        fused direction runs through the cone spanned by ``t`` and ``i``; its cosine with the
-        query is at most the norm of the query's projection onto the plane when that
-        projection falls inside the cone, else the larger cosine at the ends. Docs whose
-        parts are (nearly) collinear or zero get no bound (``inf``).
+        ``score``: the score is linear in α, so its larger end. ``weighted``: the fused
+        direction runs through the cone spanned by ``t`` and ``i``; its cosine with the query
+        is at most the norm of the query's projection onto their plane when that projection
+        falls inside the cone, else the larger cosine at the ends. Docs whose parts are
+        (nearly) collinear or zero are always kept. In torch: elementwise work on the whole
+        chunk, on all of torch's threads.
         """
         if self.method == "score":
-            return np.maximum(s_t, s_i)
+            return torch.maximum(s_t, s_i) >= bar[:, None]
         nt, ni = np.sqrt(self.tt), np.sqrt(self.ii)
         with np.errstate(divide="ignore", invalid="ignore"):
             c = self.ti / (nt * ni)
             unsafe = ~(np.abs(c) <= 0.99)
-            inv_det = (1.0 / (1.0 - c * c)).astype(np.float32)
-            ct, ci = s_t * (1.0 / nt).astype(np.float32), s_i * (1.0 / ni).astype(np.float32)
-            c32 = c.astype(np.float32)
-            x = (ct - c32 * ci) * inv_det
-            y = (ci - c32 * ct) * inv_det
-            inside = (x >= 0) & (y >= 0)
-            bound = np.where(inside, np.sqrt(np.maximum(x * ct + y * ci, 0)), np.maximum(ct, ci))
-        bound[:, unsafe] = np.inf
-        return bound
+            det = np.where(unsafe, 1.0, 1.0 - c * c)
+            rnt, rni = np.where(unsafe, 0.0, 1.0 / nt), np.where(unsafe, 0.0, 1.0 / ni)
+        c32 = torch.from_numpy(np.where(unsafe, 0.0, c).astype(np.float32))
+        ct = s_t * torch.from_numpy(rnt.astype(np.float32))  # cosines with the two ends
+        ci = s_i * torch.from_numpy(rni.astype(np.float32))
+        keep = torch.maximum(ct, ci) >= bar[:, None]
+        # The projection's coordinates on (t, i), times det = 1 − c²: inside the cone when
+        # both are >= 0; then its squared norm is (u·ct + v·ci) / det.
+        u = torch.addcmul(ct, ci, c32, value=-1.0)
+        v = torch.addcmul(ci, ct, c32, value=-1.0)
+        inside = (u >= 0) & (v >= 0)
+        # (Inside the cone ct + ci = (x + y)(1 + c) >= 0, so a bar at or below zero is met by
+        # the ends already and the squared comparison only matters for positive bars.)
+        sq = u.mul_(ct).add_(v.mul_(ci))
+        keep |= inside & (sq >= (bar * bar)[:, None] * torch.from_numpy(det.astype(np.float32)))
+        keep[:, torch.from_numpy(unsafe)] = True
+        return keep
 
-    def centroids(self, alphas: list[float]) -> np.ndarray:
-        """``(n_alphas, d)`` means of the fused, normalised vectors (float64), without forming
-        them: one weighted sum of the parts per α, all α in one matmul."""
+    def mean_cosines(self, alphas: list[float]) -> np.ndarray:
+        """``(n_alphas, n_probes)`` dot products of each probe of :meth:`build` with the mean
+        of the fused, normalised vectors at each α (float64), without forming the vectors or
+        their mean: ``p · mean_j(w_j (a t_j + b i_j)) = a Σ_j w_j (p·t_j) + b Σ_j w_j (p·i_j)``
+        with ``w_j`` the inverse fused norm over ``m`` (``weighted``) or ``1/m`` (``score``)."""
         m = len(self.rows)
         a = np.array([float(_weights(x)[0]) for x in alphas])[:, None]
         b = np.array([float(_weights(x)[1]) for x in alphas])[:, None]
@@ -151,9 +188,7 @@ class MixedDocs:
             w = np.full((len(alphas), m), 1.0 / m)
         else:
             w = np.stack([self.inverse_norms(x).astype(np.float64) / m for x in alphas])
-        # float64 sums, as the plain path's means; einsum beats BLAS for this shape here
-        sums = [np.einsum("am,md->ad", w, part.astype(np.float64))
-                for part in (self.text, self.image)]
+        sums = [np.einsum("am,mr->ar", w, self.probes[n]) for n in (0, 1)]
         return a * sums[0] + b * sums[1]
 
 
@@ -169,18 +204,21 @@ class ChunkSweep:
 
     def __init__(self, mixed: MixedDocs, s_t: np.ndarray, s_i: np.ndarray, tau: np.ndarray) -> None:
         self.mixed, self.s_t, self.s_i, self.tau = mixed, s_t, s_i, tau
-        keep = mixed.upper_bound(s_t, s_i) >= (tau - _MARGIN)[:, None]
-        self.sparse = keep.sum() <= _SPARSE_SHARE * keep.size
+        t, i = torch.from_numpy(s_t), torch.from_numpy(s_i)
+        keep = mixed.reachable(t, i, torch.from_numpy(tau - np.float32(_MARGIN)))
+        self.sparse = int(keep.sum()) <= _SPARSE_SHARE * keep.numel()
         if self.sparse:
-            self.r, self.j = np.nonzero(keep)
-            self.a, self.b = s_t[self.r, self.j], s_i[self.r, self.j]
+            r, j = torch.nonzero(keep).unbind(1)
+            self.r, self.j = r.numpy(), j.numpy()
+            self.a, self.b = t[r, j].numpy(), i[r, j].numpy()
             self.tau_r = tau[self.r]
 
     def candidates(self, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(rows, doc columns, scores)`` of the pairs scoring at least τ, row-major."""
         if self.sparse:
             s = self.mixed.pair_scores(self.a, self.b, self.j, alpha)
-            hit = s >= self.tau_r
+            # one index array and three takes: three boolean masks cost several times more
+            hit = np.flatnonzero(s >= self.tau_r)
             return self.r[hit], self.j[hit], s[hit]
         scores = self.mixed.scores(self.s_t, self.s_i, alpha)
         r, j = np.nonzero(scores >= self.tau[:, None])
@@ -349,11 +387,19 @@ def role_centroids(queries: np.ndarray, roles: np.ndarray) -> dict[str, np.ndarr
 
 
 def mean_cosine_from_centroids(
-    query_centroids: dict[str, np.ndarray], doc_centroids: dict[str, np.ndarray]
+    query_centroids: dict[str, np.ndarray],
+    doc_centroids: dict[str, np.ndarray],
+    mixed: dict[str, float] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """:func:`mixsearch.diagnostics.mean_cosine` from query and doc centroids."""
-    return {role: {m: float(q @ doc_centroids[m]) for m in MODALITIES if m in doc_centroids}
-            for role, q in query_centroids.items()}
+    """:func:`mixsearch.diagnostics.mean_cosine` from query and doc centroids; ``mixed``: the
+    image+text docs' cosine per role, when given as numbers (:meth:`MixedDocs.mean_cosines`)."""
+    out = {}
+    for role, q in query_centroids.items():
+        row = {m: float(q @ c) for m, c in doc_centroids.items()}
+        if mixed is not None:
+            row["image+text"] = float(mixed[role])
+        out[role] = {m: row[m] for m in MODALITIES if m in row}
+    return out
 
 
 def group_means(groups: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, dict]:

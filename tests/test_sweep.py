@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from mixsearch import sweep
 from mixsearch.data.benchmark import Record
@@ -136,18 +137,27 @@ def test_sparse_dense_and_heavy_routes_agree(monkeypatch, share, heavy):
         _assert_same_ranking(got, ref, exact=True)
 
 
-def test_bound_holds_for_every_alpha():
-    """The α-free bound of ChunkSweep is at least every α's score (queries are unit vectors)."""
+def test_reachable_keeps_every_pair_that_can_reach_the_bar():
+    """ChunkSweep's α-free mask keeps every (query, doc) pair whose score reaches the query's
+    bar at some α (queries are unit vectors), including bars at or below zero, and prunes:
+    few pairs that never reach the bar are kept."""
     bench, embs, pools = synthetic(n_q=30, n_docs=120)
     ev = _evaluator(bench, embs, pools, calibration={"method": "gr"})
     q = ev._query_state("weighted", 0.5).after
     for method in ("weighted", "score"):
         mixed = sweep.MixedDocs.build(ev.centred_docs, method)
         s_t, s_i = q @ mixed.text.T, q @ mixed.image.T
-        bound = mixed.upper_bound(s_t, s_i)
         best = np.max([mixed.scores(s_t, s_i, a) for a in np.linspace(0, 1, 201)], axis=0)
-        assert (bound >= best - 1e-6).all()
-        assert np.median(bound - best) < 0.05  # and it is tight enough to prune
+        for quantile in (0.5, 0.8, 0.95):
+            bar = np.quantile(best, quantile, axis=1).astype(np.float32)
+            bar[:3] = (-0.05, 0.0, -np.inf)
+            keep = mixed.reachable(torch.from_numpy(s_t), torch.from_numpy(s_i),
+                                   torch.from_numpy(bar)).numpy()
+            reached = best >= bar[:, None] + 1e-6
+            assert keep[reached].all(), (method, quantile)
+            assert keep[:3].sum() >= reached[:3].sum()
+            # tight: a bound on the projection alone (no cone check) keeps several times more
+            assert keep[3:].sum() <= 1.3 * (best[3:] >= bar[3:, None] - 1e-6).sum(), (method, quantile)
 
 
 def test_fallbacks_and_groups_match_run():
