@@ -132,7 +132,10 @@ class Evaluator:
         self.metrics_cfg = options("metrics", metrics)
         assignment = mix_corpus(bench, **self.corpus_cfg, embedding_order=_embedding_order(embs))
         # Target modalities come from the full mix: a query whose doc was dropped keeps its own.
-        self.target = target_modalities(bench.qrels, assignment)
+        # What the metrics score: qrels, plus (metrics.absent_qrels=count) the judgements of
+        # docs the release's corpus lacks; a query judging only those has no target modality.
+        self.qrels = bench.scoring_qrels(self.metrics_cfg["absent_qrels"])
+        self.target = {q: "none" for q in self.qrels} | target_modalities(bench.qrels, assignment)
         self.bench, self.assignment, self.dropped = drop_unshowable(
             bench, assignment, skipped_docs or {})
         bench = self.bench
@@ -148,7 +151,7 @@ class Evaluator:
         self._doc_notes: list[str] = []  # e.g. docs that calibration leaves zero
         self.centred_docs = self.calibration.apply(self.docs, "doc", self._doc_notes)
         query_ids = set(self.queries.ids)
-        unknown = [q for q in bench.qrels if q not in query_ids]
+        unknown = [q for q in self.qrels if q not in query_ids]
         if unknown:
             raise DataError(f"{bench.name}: qrels query {unknown[0]!r} is not among the queries")
         self._query_cache: dict[tuple[str, float], _QueryState] = {}
@@ -235,7 +238,7 @@ class Evaluator:
         scores = dict(zip(qids, top.scores.tolist(), strict=True))
         mc = self.metrics_cfg
         aggregate, per_query = evaluate_ranking(
-            ranked, self.bench.qrels, ks=mc["ks"], measures=mc["measures"], gain=mc["gain"],
+            ranked, self.qrels, ks=mc["ks"], measures=mc["measures"], gain=mc["gain"],
             ndcg_variant=mc["ndcg_variant"], scores=scores)
 
         roles = dict(zip(qids, qs.roles, strict=True))
@@ -364,7 +367,7 @@ class Evaluator:
                                            probes=np.stack(list(q_after.values())))
         if self._scorer is None:
             mc = self.metrics_cfg
-            self._scorer = RankScorer(self.bench.qrels, self.queries.ids, self.docs.ids,
+            self._scorer = RankScorer(self.qrels, self.queries.ids, self.docs.ids,
                                       ks=list(mc["ks"]), measures=list(mc["measures"]),
                                       gain=mc["gain"])
         scorer = self._scorer
@@ -456,6 +459,11 @@ class Evaluator:
                                "counts": modality_counts(self.assignment)}
         if self.dropped:
             out["n_dropped"] = len(self.dropped)
+        if self.bench.absent_qrels:
+            out["absent_judgements"] = {
+                "n": sum(map(len, self.bench.absent_qrels.values())),
+                "n_queries": len(self.bench.absent_qrels),
+                "scored": self.metrics_cfg["absent_qrels"]}
         if cfg["mode"] == "remix":
             out.update(seed=cfg["seed"], ratio=list(cfg["ratio"]), order=cfg["order"])
         if cfg["mode"] == "replace":

@@ -327,7 +327,8 @@ def drop_skipped_queries(bench: Benchmark, skipped: list[dict[str, Any]]) -> Ben
                 len(gone), ", ".join(sorted(gone)[:5]))
     return dataclasses.replace(
         bench, queries=[q for q in bench.queries if q.id not in gone],
-        qrels={q: judged for q, judged in bench.qrels.items() if q not in gone})
+        qrels={q: judged for q, judged in bench.qrels.items() if q not in gone},
+        absent_qrels={q: judged for q, judged in bench.absent_qrels.items() if q not in gone})
 
 
 def encoder_compute(

@@ -239,6 +239,9 @@ class MetricsConfig:
     ndcg_variant: str = opt("trec", choices=_registry("mixsearch.metrics", "NDCG_VARIANTS"))
     measures: list[str] = opt(["ndcg", "recall", "mrr"],
                               choices=_registry("mixsearch.metrics", "MEASURES"))
+    # judgements of docs the release's corpus lacks (mteb tasks): count them as relevant docs
+    # never retrieved (trec_eval's and mteb's reading) or drop them (score retrievable docs only)
+    absent_qrels: str = opt("count", choices=("count", "drop"))
 
 
 # Rules of embed_records' options (the defaults and types are its signature's).

@@ -45,7 +45,7 @@ def test_text_to_image_task_has_image_documents(copies: dict[str, Path]) -> None
 
 def test_mteb_text_joins_follow_mteb(tmp_path: Path) -> None:
     """Documents read ``title text`` and queries ``text instruction``, as mteb feeds models;
-    judgements of docs missing from the corpus and queries left without a positive go."""
+    judgements of docs missing from the corpus are set apart, queries without a positive go."""
     buf = io.BytesIO()
     Image.new("RGB", (8, 8), "red").save(buf, format="PNG")
     root = write_hub_layout(tmp_path / "c", {
@@ -58,7 +58,66 @@ def test_mteb_text_joins_follow_mteb(tmp_path: Path) -> None:
     assert [(r.text, r.modality) for r in bench.corpus] == [("Title body", "image+text"), ("other", "text")]
     assert [r.text for r in bench.queries] == ["find now"]
     assert bench.qrels == {"q1": {"d1": 1}}
-    assert bench.meta["removed"] == {"judgements_of_docs_not_in_corpus": 1, "queries_without_positive": 1}
+    assert bench.absent_qrels == {"q1": {"gone": 1}}
+    assert bench.meta["judgements"] == {"judgements_of_docs_not_in_corpus": 1,
+                                        "queries_judging_only_absent_docs": 0,
+                                        "queries_without_positive_removed": 1}
+
+
+def test_judgements_of_absent_docs_score_as_mteb_scores_them(tmp_path: Path) -> None:
+    """mteb keeps judgements of docs its corpus lacks in pytrec_eval's qrels: they are relevant
+    docs never retrieved, and a query judging only such docs scores 0. mixsearch's metrics on
+    the same rankings equal mteb's own scoring over the task's qrels file, read directly; with
+    metrics.absent_qrels=drop they are higher (retrievable docs only). The α sweep agrees."""
+    import pandas as pd
+    from mteb._evaluators.retrieval_metrics import calculate_retrieval_scores
+
+    import mixsearch
+    from mixsearch.evaluation import Evaluator
+    from mixsearch.pipeline import embed_all, resolve_fusion
+
+    root = write_it2it(tmp_path / "oven", n=10, absent=3)
+    bench = load_mteb_task("OVENIT2ITRetrieval", root=str(root))
+    assert bench.meta["judgements"] == {"judgements_of_docs_not_in_corpus": 4,
+                                        "queries_judging_only_absent_docs": 1,
+                                        "queries_without_positive_removed": 0}
+    assert "oven_q_9" in {r.id for r in bench.queries} and "oven_q_9" not in bench.qrels
+    enc = mixsearch.build_encoder("toy", device="cpu")
+    ks = [1, 5, 10, 20]
+    metrics = {"ks": ks, "measures": ["ndcg", "recall", "hit"]}
+    res = mixsearch.evaluate(enc, bench, calibration="gr", cache_dir=tmp_path / "cache",
+                             metrics=metrics, retrieval={"k": 20})
+    table = pd.read_parquet(root / "qrels" / "test-00000-of-00001.parquet")
+    qrels: dict[str, dict[str, int]] = {}
+    for q, d, s in table[["query-id", "corpus-id", "score"]].itertuples(index=False):
+        qrels.setdefault(q, {})[d] = int(s)
+    results = {q: dict(zip(res.ranked[q], map(float, res.scores[q]), strict=True)) for q in res.ranked}
+    ref = calculate_retrieval_scores(results, qrels, ks)
+    for k in ks:
+        assert res.metrics[f"ndcg@{k}"] == pytest.approx(ref.ndcg[f"NDCG@{k}"], abs=1e-5)
+        assert res.metrics[f"recall@{k}"] == pytest.approx(ref.recall[f"Recall@{k}"], abs=1e-5)
+        assert res.metrics[f"hit@{k}"] == pytest.approx(ref.hit_rate[f"HitRate@{k}"], abs=1e-5)
+    assert len(res.per_query) == 10  # oven_q_9 is scored (0), with no target modality
+    row = res.per_query.set_index("qid").loc["oven_q_9"]
+    assert row["target_modality"] == "none" and row["ndcg@10"] == 0.0
+    assert res.corpus["absent_judgements"] == {"n": 4, "n_queries": 4, "scored": "count"}
+
+    dropped = mixsearch.evaluate(enc, bench, calibration="gr", cache_dir=tmp_path / "cache",
+                                 metrics={**metrics, "absent_qrels": "drop"}, retrieval={"k": 20})
+    assert len(dropped.per_query) == 9
+    assert dropped.metrics["ndcg@10"] > res.metrics["ndcg@10"]
+    with pytest.raises(ValueError, match=r"metrics\.absent_qrels"):
+        mixsearch.evaluate(enc, bench, cache_dir=tmp_path / "cache",
+                           metrics={**metrics, "absent_qrels": "keep"}, retrieval={"k": 20})
+
+    fusion = resolve_fusion({}, enc)
+    embs, _ = embed_all(enc, bench, None, {"progress": False}, corpus_cfg={"mode": "released"},
+                        cal_cfg={"method": "gr"}, fusion_cfg=fusion)
+    ev = Evaluator(bench, embs, calibration={"method": "gr"}, retrieval={"k": 20}, metrics=metrics)
+    fusions = [{**fusion, "alpha": a} for a in (0.2, 0.5, 0.8)]
+    for swept, f in zip(ev.sweep(fusions), fusions, strict=True):
+        assert swept.metrics == pytest.approx(ev.run(f).metrics, abs=1e-12)
+    assert ev.sweep(fusions[1:2])[0].metrics == pytest.approx(res.metrics, abs=1e-12)
 
 
 def test_a_changed_local_copy_is_read_again(tmp_path: Path) -> None:
@@ -75,6 +134,7 @@ def test_a_changed_local_copy_is_read_again(tmp_path: Path) -> None:
     ({"task": "Banking77Classification"}, "'Classification', not a retrieval task"),
     ({"task": "Flickr30kT2IRetrieval", "split": "dev"}, "evaluates on ['test']"),
     ({"task": "Flickr30kT2IRetrieval", "root": "/nonexistent/copy"}, "no README.md there"),
+    ({"task": "ArguAna"}, "ignore_identical_ids=True"),  # mteb drops each query's own id
 ])
 def test_bad_task_options_are_named(kwargs: dict, message: str) -> None:
     with pytest.raises(DataError, match="mteb.get_tasks|evaluates on|hf download") as e:

@@ -169,6 +169,10 @@ class Benchmark:
         qrels: ``qrels[qid][cid] = grade``; only queries with at least one judgement.
         calibration: optional calibration items by split: ``"queries"`` and ``"corpus"``.
         meta: provenance: loader, layout, root, revision, subset, image resolution counts.
+        absent_qrels: judgements the release makes of docs its corpus does not hold
+            (``absent_qrels[qid][cid] = grade``; mteb tasks have them). They are kept out of
+            ``qrels`` (whose docs all exist) and scored as relevant docs never retrieved, as
+            trec_eval and mteb score them, unless ``metrics.absent_qrels=drop``.
     """
 
     name: str
@@ -178,6 +182,19 @@ class Benchmark:
     mixed_corpus: list[Record] | None = None
     calibration: dict[str, list[Record]] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    absent_qrels: Qrels = field(default_factory=dict)
+
+    def scoring_qrels(self, absent: str = "count") -> Qrels:
+        """The qrels the metrics score against: ``qrels`` plus, under ``absent="count"``, the
+        judgements of absent docs (a query judging only absent docs is scored, and scores 0)."""
+        if absent == "drop" or not self.absent_qrels:
+            return self.qrels
+        if absent != "count":
+            raise ValueError(f"metrics.absent_qrels must be 'count' or 'drop', got {absent!r}")
+        out = {q: dict(j) for q, j in self.qrels.items()}
+        for q, judged in self.absent_qrels.items():
+            out.setdefault(q, {}).update(judged)
+        return out
 
     def cache_key(self) -> str:
         """The dataset part of embedding-cache keys: ``meta["cache_name"]`` when the loader

@@ -48,10 +48,14 @@ def write_hub_layout(out: Path, tables: dict[str, dict[str, list]], split: str =
     return out
 
 
-def write_it2it(out: Path, n: int = 24, seed: int = 0) -> Path:
+def write_it2it(out: Path, n: int = 24, seed: int = 0, absent: int = 0) -> Path:
     """An OVENIT2ITRetrieval-style copy: image+text queries, image+text documents; every fifth
     document is image-only and every seventh text-only (rows keep their own modality). The
-    last ``n`` documents are near-duplicates of the queried scenes that no query judges."""
+    last ``n`` documents are near-duplicates of the queried scenes that no query judges.
+
+    ``absent``: judgements of docs the corpus lacks, as real tasks have them: the first
+    ``absent`` queries also judge ``oven_gone_<i>`` (grade 1), and the last query judges only
+    ``oven_gone_last``."""
     rng = random.Random(seed)
     scenes = [sample_scene(rng) for _ in range(n)]
     docs = {"id": [], "text": [], "image": []}
@@ -64,6 +68,11 @@ def write_it2it(out: Path, n: int = 24, seed: int = 0) -> Path:
                "image": [_png(s, rng) for s in scenes]}
     qrels = {"query-id": [f"oven_q_{i}" for i in range(n)],
              "corpus-id": [f"oven_doc_{i}" for i in range(n)], "score": [1] * n}
+    if absent:
+        qrels["corpus-id"][-1] = "oven_gone_last"
+        qrels["query-id"] += [f"oven_q_{i}" for i in range(absent)]
+        qrels["corpus-id"] += [f"oven_gone_{i}" for i in range(absent)]
+        qrels["score"] += [1] * absent
     return write_hub_layout(out, {"corpus": docs, "queries": queries, "qrels": qrels})
 
 

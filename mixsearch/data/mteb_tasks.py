@@ -58,6 +58,14 @@ def get_retrieval_task(name: str, split: str | None = None, subset: str | None =
     if not isinstance(task, AbsTaskRetrieval):
         raise DataError(f"dataset.task={name!r}: mteb task of type {task.metadata.type!r}, not a "
                         f"retrieval task; list the retrieval tasks with: {LIST_COMMAND}")
+    # mteb scores these tasks after removing results from each ranking; mixsearch ranks the
+    # whole corpus and would report other numbers under the same name
+    for flag in ("ignore_identical_ids", "skip_first_result"):
+        if getattr(task, flag, False):
+            raise DataError(f"dataset.task={name!r}: mteb scores it with {flag}=True (results "
+                            "removed from each ranking before scoring), which mixsearch does not "
+                            f"do; its figures would not be mteb's. List the tasks it runs with: "
+                            f"{LIST_COMMAND}")
     splits, subsets = list(task.eval_splits), list(task.hf_subsets)
     if split is not None and split not in splits:
         raise DataError(f"dataset.split={split!r}: task {name} evaluates on {splits}")
@@ -187,21 +195,42 @@ def records(ds: Any, modalities: list[str], kind: str, origin: str) -> list[Reco
     return out
 
 
-def _judged(relevant: dict[str, dict[str, int]], corpus: list[Record], bench_name: str) -> tuple[dict, dict]:
-    """qrels restricted to corpus docs and to queries with a positive, with what was removed."""
+def _judged(
+    relevant: dict[str, dict[str, int]], corpus: list[Record], bench_name: str
+) -> tuple[dict, dict, dict]:
+    """``(qrels, absent_qrels, counts)``: the judgements of corpus docs for queries with a
+    positive among them; the judgements of docs the corpus lacks (mteb keeps them in its
+    denominators; see :attr:`Benchmark.absent_qrels`); and the counts. A query with no
+    positive judgement at all is removed (logged; mteb would score it 0 on every measure)."""
     doc_ids = {r.id for r in corpus}
-    qrels, dropped = {}, {"judgements_of_docs_not_in_corpus": 0, "queries_without_positive": 0}
+    qrels: dict[str, dict[str, int]] = {}
+    absent: dict[str, dict[str, int]] = {}
+    counts = {"judgements_of_docs_not_in_corpus": 0, "queries_judging_only_absent_docs": 0,
+              "queries_without_positive_removed": 0}
     for qid, judged in relevant.items():
-        kept = {str(d): int(s) for d, s in judged.items() if str(d) in doc_ids}
-        dropped["judgements_of_docs_not_in_corpus"] += len(judged) - len(kept)
+        judged = {str(d): int(s) for d, s in judged.items()}
+        if not any(s > 0 for s in judged.values()):
+            counts["queries_without_positive_removed"] += 1
+            continue
+        kept = {d: s for d, s in judged.items() if d in doc_ids}
+        gone = {d: s for d, s in judged.items() if d not in doc_ids}
+        if gone:
+            absent[str(qid)] = gone
+            counts["judgements_of_docs_not_in_corpus"] += len(gone)
         if any(s > 0 for s in kept.values()):
             qrels[str(qid)] = kept
         else:
-            dropped["queries_without_positive"] += 1
-    for what, n in dropped.items():
-        if n:
-            log.warning("%s: removed %d %s", bench_name, n, what.replace("_", " "))
-    return qrels, dropped
+            counts["queries_judging_only_absent_docs"] += 1
+    if counts["judgements_of_docs_not_in_corpus"]:
+        log.warning("%s: %d judgements name docs the corpus lacks (%d queries judge only such "
+                    "docs); the metrics count them as relevant docs never retrieved, as mteb "
+                    "does (metrics.absent_qrels=drop scores retrievable docs only)", bench_name,
+                    counts["judgements_of_docs_not_in_corpus"],
+                    counts["queries_judging_only_absent_docs"])
+    if counts["queries_without_positive_removed"]:
+        log.warning("%s: removed %d queries without a positive judgement", bench_name,
+                    counts["queries_without_positive_removed"])
+    return qrels, absent, counts
 
 
 def load_mteb_task(
@@ -227,8 +256,9 @@ def load_mteb_task(
     Returns:
         The benchmark ``mteb/<task>``; ``meta`` holds the mteb task name, revision, split,
         subset, languages and main score (what ``export-mteb`` writes). Judgements of documents
-        missing from the corpus and queries left without a positive are removed (counts in
-        ``meta["removed"]``, each logged): mixsearch scores only retrievable documents.
+        missing from the corpus go to ``absent_qrels`` and count, as in mteb, as relevant docs
+        never retrieved; queries without any positive judgement are removed (counts in
+        ``meta["judgements"]``, each logged).
 
     Raises:
         DataError: unknown or non-retrieval task, bad split / subset, a local copy or hub
@@ -252,15 +282,15 @@ def load_mteb_task(
     queries = records(data["queries"], meta.get_modalities(PromptType.query), "query",
                       f"{origin}/queries")
     name = f"mteb/{meta.name}" + (f"/{subset}" if subset != "default" else "")
-    qrels, removed = _judged(data["relevant_docs"], corpus, name)
+    qrels, absent, counts = _judged(data["relevant_docs"], corpus, name)
     # the task's corpus is already mixed: each row shows what it has (corpus=released)
     bench = Benchmark(name=name, queries=queries, corpus=corpus, qrels=qrels,
-                      mixed_corpus=list(corpus), meta={
+                      mixed_corpus=list(corpus), absent_qrels=absent, meta={
         "loader": "mteb", "mteb_task": meta.name, "revision": meta.dataset["revision"],
         "hub_path": hub_path,
         "root": str(root) if root else None, "split": split, "hf_subset": subset,
         "languages": list(meta.hf_subsets_to_langscripts.get(subset, meta.languages)),
-        "main_score": meta.main_score, "category": meta.category, "removed": removed,
+        "main_score": meta.main_score, "category": meta.category, "judgements": counts,
         "files": {"queries": f"{origin}/queries", "corpus": f"{origin}/corpus",
                   "mixed_corpus": f"{origin}/corpus", "qrels": f"{origin}/qrels"}})
     if data.get("top_ranked"):

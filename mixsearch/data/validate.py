@@ -117,6 +117,13 @@ def _check_qrels(bench: Benchmark) -> None:
                 )
         if not any(score > 0 for score in judged.values()):
             raise DataError(f"{where}: query {qid!r} has no positive judgement (score > 0)")
+    for qid, judged in bench.absent_qrels.items():
+        if qid not in query_ids:
+            raise DataError(f"{where}: qrels name query {qid!r}, which is not among the queries")
+        present = [cid for cid in judged if cid in doc_ids]
+        if present:
+            raise DataError(f"{where}: absent_qrels of query {qid!r} name doc {present[0]!r}, "
+                            "which is in the corpus")
 
 
 def _compare_counts(bench: Benchmark, expected: dict) -> list[str]:
@@ -160,10 +167,12 @@ def validate_benchmark(bench: Benchmark, expected: dict | None = None) -> list[s
     _check_qrels(bench)
 
     warnings = []
-    unjudged = [r.id for r in bench.queries if r.id not in bench.qrels]
+    # a query judging only docs the corpus lacks is still scored (absent_qrels, counted as misses)
+    judged = bench.qrels.keys() | bench.absent_qrels.keys()
+    unjudged = [r.id for r in bench.queries if r.id not in judged]
     bench.meta["queries_without_qrels"] = len(unjudged)
     if unjudged:
-        bench.queries = [r for r in bench.queries if r.id in bench.qrels]
+        bench.queries = [r for r in bench.queries if r.id in judged]
         warnings.append(
             f"{bench.name}: dropped {len(unjudged)} of {len(unjudged) + len(bench.queries)} "
             f"queries without qrels (first ids: {unjudged[:5]})"
