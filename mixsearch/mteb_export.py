@@ -22,10 +22,13 @@ entry of the model meta, and mteb's own serialisation (sorted ``key_value`` pair
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 NOT_MTEB = ("{task} is not an mteb task: mixsearch wrote this file in mteb's result format from "
             "its own benchmark {bench}; mteb cannot evaluate or re-run it.")
@@ -82,6 +85,11 @@ def experiment_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
     for key, plain in (("merge", "single"), ("backend", "exact")):
         if retrieval.get(key, plain) != plain:
             out[f"retrieval_{key}"] = retrieval[key]
+    # scoring other than mteb's (pytrec_eval over the task's whole qrels, linear gain)
+    metrics = config.get("metrics") or {}
+    for key, plain in (("absent_qrels", "count"), ("gain", "linear"), ("ndcg_variant", "trec")):
+        if metrics.get(key, plain) != plain:
+            out[f"metrics_{key}"] = metrics[key]
     return out
 
 
@@ -196,6 +204,10 @@ def export_runs(paths: Iterable[Path], out: Path) -> list[Path]:
         if meta.experiment_name:
             folder = folder / "experiments" / meta.experiment_name
         result = task_result(run, run_dir)
+        check = str(run["benchmark"].get("revision_check") or "")
+        if check.startswith("unverified"):
+            log.warning("%s: dataset_revision %s is mteb's pinned one, but the run read a local "
+                        "copy whose revision is %s", run_dir, result.dataset_revision, check)
         target = folder / f"{result.task_name}.json"
         if target in written:
             raise ExportError(f"{run_dir} and {written[target]} both export to {target}: they differ "

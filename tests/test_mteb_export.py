@@ -63,6 +63,11 @@ def test_names_follow_mteb() -> None:
     assert experiment_kwargs({"calibration": {"method": "gr", "source": "transductive"},
                               "fusion": {"method": "weighted", "alpha": 0.3}}) == \
         {"calibration": "gr", "calibration_source": "transductive", "fusion": "weighted", "fusion_alpha": 0.3}
+    # scoring mteb does not do is a setting of its own, not the model's plain result
+    assert experiment_kwargs({**plain, "metrics": {"absent_qrels": "drop", "gain": "linear"}}) == \
+        {"metrics_absent_qrels": "drop"}
+    assert experiment_kwargs({**plain, "metrics": {"absent_qrels": "count", "ndcg_variant": "seed_topk"}}) == \
+        {"metrics_ndcg_variant": "seed_topk"}
 
 
 def test_layout_and_mteb_reads_back_equal_scores(tmp_path: Path) -> None:
@@ -134,3 +139,17 @@ def test_run_sweeps_export_and_report(tmp_path: Path) -> None:
     table = (report / "gr_help.md").read_text()
     assert "| ToyCOCO |" in table and "| mteb/OVENIT2ITRetrieval |" in table
     assert "Holm-corrected over 2 comparisons" in table
+
+
+def test_a_run_on_an_undated_local_copy_is_exported_with_a_warning(tmp_path: Path, caplog) -> None:
+    bench = {**MTEB_BENCH, "revision_check": "unverified: corpus/test.parquet has no download metadata"}
+    _run(tmp_path / "run", bench)
+    with caplog.at_level("WARNING", logger="mixsearch.mteb_export"):
+        (path,) = export_runs([tmp_path / "run"], tmp_path / "out")
+    assert mteb.TaskResult.from_disk(path).dataset_revision == MTEB_BENCH["revision"]
+    assert "dataset_revision 619847759581b2e57dfc1d68e2dadedc9599b283 is mteb's pinned one" in caplog.text
+    assert "corpus/test.parquet has no download metadata" in caplog.text
+    caplog.clear()
+    _run(tmp_path / "dated", MTEB_BENCH)
+    export_runs([tmp_path / "dated"], tmp_path / "out2")
+    assert "pinned one" not in caplog.text

@@ -200,3 +200,35 @@ def test_download_check_names_a_missing_task_and_accepts_a_copy(
     assert "hf download mteb/flickr30kt2i --repo-type dataset" in capsys.readouterr().err
     assert download.main(["--check", "--datasets", "mteb", "dataset.task=Flickr30kT2IRetrieval",
                           f"dataset.root={copies['flickr']}"]) == 0
+
+
+def test_a_local_copy_is_dated_by_its_download_metadata(tmp_path: Path, caplog) -> None:
+    """A copy made by ``hf download`` records its commit per file: results carry that commit
+    (with a warning when mteb pins another). A hand-made or edited copy is reported under the
+    pinned revision, marked unverified, with the file at fault named."""
+    import time
+
+    from mixsearch.data.mteb_tasks import copy_revision
+
+    root = write_t2i(tmp_path / "copy", n=3)
+    pinned = "p" * 40
+    revision, how = copy_revision(root, pinned)
+    assert revision == pinned and how.startswith("unverified: ") and "has no download metadata" in how
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+    def record(commit: str) -> None:
+        for rel in files:  # the format huggingface_hub writes: commit, etag, download time
+            meta = root / ".cache" / "huggingface" / "download" / f"{rel}.metadata"
+            meta.parent.mkdir(parents=True, exist_ok=True)
+            meta.write_text(f"{commit}\netag\n{time.time() + 5}\n")
+
+    record("c" * 40)
+    assert copy_revision(root, pinned) == ("c" * 40, "download metadata")
+    bench = load_mteb_task("Flickr30kT2IRetrieval", root=str(root))
+    assert (bench.meta["revision"], bench.meta["revision_check"]) == ("c" * 40, "download metadata")
+    assert bench.meta["pinned_revision"] != "c" * 40
+    assert "the local copy is revision cccc" in caplog.text
+    edited = root / files[-1]
+    os.utime(edited, (time.time() + 60, time.time() + 60))
+    revision, how = copy_revision(root, pinned)
+    assert revision == pinned and how == f"unverified: {files[-1]} was modified after its download"

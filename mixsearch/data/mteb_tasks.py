@@ -97,6 +97,37 @@ def _point_at(task: Any, root: str | None) -> None:
     task.metadata = task.metadata.model_copy(update={"dataset": dataset})
 
 
+def copy_revision(root: str | Path, pinned: str) -> tuple[str, str]:
+    """``(revision, how it is known)`` of a local copy of a task's dataset repo.
+
+    ``hf download --local-dir`` records, per file, ``.cache/huggingface/download/<file>.metadata``
+    whose lines are the commit, the etag and the download time. When every file of the copy has
+    one, all name the same commit and none was modified after its download, that commit is the
+    copy's revision (``how``: ``download metadata``). Otherwise the copy cannot be dated: the
+    pinned revision is reported, with ``how`` saying why it is unverified.
+    """
+    root = Path(root)
+    meta_dir = root / ".cache" / "huggingface" / "download"
+    commits: set[str] = set()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and ".cache" not in p.relative_to(root).parts):
+        rel = path.relative_to(root).as_posix()
+        record = meta_dir / f"{rel}.metadata"
+        if not record.is_file():
+            return pinned, f"unverified: {rel} has no download metadata (not made by hf download)"
+        lines = record.read_text(encoding="utf-8").splitlines()
+        try:
+            commit, downloaded = lines[0].strip(), float(lines[2])
+        except (IndexError, ValueError):
+            return pinned, f"unverified: {record} is not hf download metadata"
+        if path.stat().st_mtime > downloaded + 1.0:
+            return pinned, f"unverified: {rel} was modified after its download"
+        commits.add(commit)
+    if len(commits) != 1:
+        how = "no files" if not commits else f"files from {len(commits)} commits"
+        return pinned, f"unverified: {how}"
+    return commits.pop(), "download metadata"
+
+
 def _root_fingerprint(root: str) -> str:
     """SHA-1 over every file of ``root`` (relative path, size, mtime)."""
     h = hashlib.sha1()
@@ -283,10 +314,18 @@ def load_mteb_task(
                       f"{origin}/queries")
     name = f"mteb/{meta.name}" + (f"/{subset}" if subset != "default" else "")
     qrels, absent, counts = _judged(data["relevant_docs"], corpus, name)
+    pinned = meta.dataset["revision"]
+    revision, revision_check = (pinned, "pinned (hub)") if root is None else copy_revision(root, pinned)
+    if revision_check.startswith("unverified"):
+        log.warning("%s: the local copy's revision is %s; reporting mteb's pinned %s", name,
+                    revision_check, pinned)
+    elif revision != pinned:
+        log.warning("%s: the local copy is revision %s, mteb pins %s; its results carry %s",
+                    name, revision, pinned, revision)
     # the task's corpus is already mixed: each row shows what it has (corpus=released)
     bench = Benchmark(name=name, queries=queries, corpus=corpus, qrels=qrels,
                       mixed_corpus=list(corpus), absent_qrels=absent, meta={
-        "loader": "mteb", "mteb_task": meta.name, "revision": meta.dataset["revision"],
+        "loader": "mteb", "mteb_task": meta.name, "revision": revision, "revision_check": revision_check, "pinned_revision": pinned,
         "hub_path": hub_path,
         "root": str(root) if root else None, "split": split, "hf_subset": subset,
         "languages": list(meta.hf_subsets_to_langscripts.get(subset, meta.languages)),
