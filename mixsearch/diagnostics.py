@@ -113,3 +113,42 @@ def by_target_modality(per_query: pd.DataFrame, column: str = "target_modality")
         out[str(mod)] = {"n_queries": int(len(group)),
                          **{c: float(group[c].mean()) for c in numeric}}
     return out
+
+
+def task_breakdown(
+    per_query: pd.DataFrame, query_task: dict[str, str], headline: dict[str, str] | None = None
+) -> dict[str, dict]:
+    """Metrics per task of a benchmark that pools several (M-BEIR ``task=all``), and their
+    macro average: UniIR reports one figure per task and the mean of those, while the run's
+    ``metrics`` average over all queries (a micro average that large tasks dominate).
+
+    Args:
+        per_query: the run's per-query table (``qid`` and the measure columns).
+        query_task: query id -> task name, for every evaluated query.
+        headline: task -> its headline measure (UniIR: Recall@5, Recall@10 for some datasets).
+
+    Returns:
+        ``{"by_task": {task: {"n_queries", measure: mean, ...}}, "task_macro": {measure: mean
+        over tasks}}``, plus ``"task_headline_macro"`` (``{"value", "measures"}``: the mean of
+        each task's own headline) when ``headline`` is given.
+
+    Raises:
+        KeyError: an evaluated query without a task (names it).
+    """
+    missing = [q for q in per_query["qid"] if q not in query_task]
+    if missing:
+        raise KeyError(f"query {missing[0]!r} has no task")
+    table = per_query.assign(task=per_query["qid"].map(query_task))
+    by_task = by_target_modality(table.drop(columns=["target_modality"], errors="ignore"), column="task")
+    measures = [c for c in next(iter(by_task.values())) if c != "n_queries"]
+    out: dict[str, dict] = {
+        "by_task": by_task,
+        "task_macro": {m: float(np.mean([v[m] for v in by_task.values()])) for m in measures},
+    }
+    if headline:
+        chosen = {t: headline[t] for t in by_task}
+        if all(m in measures for m in chosen.values()):
+            out["task_headline_macro"] = {
+                "value": float(np.mean([by_task[t][m] for t, m in chosen.items()])),
+                "measures": chosen}
+    return out

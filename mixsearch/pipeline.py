@@ -18,6 +18,7 @@ import torch
 from mixsearch.config import ConfigError, build, section, split_dataset_section
 from mixsearch.data.benchmark import Benchmark
 from mixsearch.data.validate import check_ids
+from mixsearch.diagnostics import task_breakdown
 from mixsearch.embed import Embeddings
 from mixsearch.embed.cache import EmbeddingCache
 from mixsearch.embed.devices import extract_on_devices, resolve_devices
@@ -501,6 +502,10 @@ def _run(cfg: dict[str, Any], run_dir: Path, tracker: Any, warnings: list[str]) 
                     ", ".join(sorted(evaluator.dropped)[:5]))
     result = evaluator.run(fusion_cfg)
     out = result.to_json()
+    query_task = bench.meta.get("query_task")
+    if query_task and len(set(query_task.values())) > 1:  # M-BEIR task=all: UniIR's per-task view
+        out.update(task_breakdown(result.per_query, query_task, bench.meta.get("task_headline")))
+        result.per_query["task"] = result.per_query["qid"].map(query_task)
     cal = evaluator.calibration
     if cal.method == "gr":
         mean_files = save_means(run_dir / "means", cal.means)
@@ -564,6 +569,11 @@ def format_summary(out: dict[str, Any]) -> str:
             f"  modality gap (text-image centroid distance): {gap['centroid_distance_before']:.3f}"
             f" -> {_num(gap.get('centroid_distance_after')):.3f}"
         )
+    macro = out.get("task_headline_macro")
+    if macro:
+        names = sorted({display_name(m) for m in macro["measures"].values()})
+        lines.append(f"  {len(macro['measures'])} tasks: mean of each task's {' / '.join(names)} "
+                     f"(UniIR's average) = {macro['value']:.4f}")
     by = out.get("by_target_modality") or {}
     if by:
         parts = []

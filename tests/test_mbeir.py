@@ -203,6 +203,31 @@ def test_run_py_on_the_global_pool_with_gr(fixture_root, tmp_path):
     ranked = {line.split()[2] for line in (out / "run.trec").read_text().splitlines()}
     assert {pool[d] for d in ranked} == {"text", "image", "image,text"}
 
+    # task=all: UniIR's per-task figures, counted here from run.trec and the qrels files
+    top5: dict[str, list[str]] = {}
+    for line in (out / "run.trec").read_text().splitlines():
+        qid, _, did, rank, *_ = line.split()
+        if int(rank) <= 5:
+            top5.setdefault(qid, []).append(did)
+    by_task, stems = result["by_task"], [t[0] for t in TASKS]
+    assert set(by_task) == set(stems)
+    hand = {}
+    for task in stems:
+        relevant: dict[str, set[str]] = {}
+        for line in (fixture_root / "qrels" / "test" / f"mbeir_{task}_test_qrels.txt").read_text().splitlines():
+            qid, _, did, grade, _ = line.split()
+            if int(grade) > 0:
+                relevant.setdefault(qid, set()).add(did)
+        hits = [bool(relevant[q] & set(top5.get(q, []))) for q in relevant]
+        hand[task] = sum(hits) / len(hits)
+        assert by_task[task]["n_queries"] == N_Q == len(hits)
+        assert by_task[task]["hit@5"] == pytest.approx(hand[task], abs=1e-12), task
+    assert result["task_macro"]["hit@5"] == pytest.approx(sum(hand.values()) / len(hand), abs=1e-12)
+    assert result["task_headline_macro"]["measures"] == {t: "hit@5" for t in stems}
+    assert "tasks: mean of each task's Recall@5 (hit) (UniIR's average)" in proc.stdout
+    per_query = (out / "per_query.csv").read_text().splitlines()
+    assert per_query[0].split(",")[-1] == "task"
+
 
 def test_summary_heads_hit_as_mbeir_recall(tmp_path):
     from mixsearch.callbacks import write_summary

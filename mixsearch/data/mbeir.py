@@ -337,6 +337,10 @@ def load_mbeir(
             "headline": "hit@10" if all(t.split("_")[0] in RECALL10_DATASETS for t in tasks) else "hit@5",
             "measures": ["hit"],
             "dropped_records": list(rows.missing),
+            # per query its task, and per task UniIR's headline (task=all: metrics.json by_task)
+            "query_task": query_task,
+            "task_headline": {t: "hit@10" if t.split("_")[0] in RECALL10_DATASETS else "hit@5"
+                              for t in tasks},
         },
     )
     if rows.missing:
