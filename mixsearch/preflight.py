@@ -116,6 +116,17 @@ def check_dataset(name: str, spec: dict[str, Any]) -> str | None:
     from mixsearch.data.benchmark import DataError
 
     root = spec.get("root")
+    if str(spec.get("_target_", "")).endswith("load_mbeir"):  # a local copy, always
+        from mixsearch.data.mbeir import MBEIR_REVISION, check_layout
+
+        try:
+            check_layout(root, task=str(spec.get("task", "all")), pool=str(spec.get("pool", "global")),
+                         split=str(spec.get("split", "test")),
+                         instructions=str(spec.get("instructions", "none")),
+                         revision=str(spec.get("revision") or MBEIR_REVISION))
+        except DataError as e:
+            return f"dataset {name}: {e}"
+        return None
     if root is not None and not Path(str(root)).exists():
         return f"dataset {name}: dataset.root={root} does not exist"
     if not is_hub_dataset(spec):

@@ -80,6 +80,25 @@ def test_a_toy_root_that_does_not_exist_is_missing_and_the_default_is_not(tmp_pa
     assert missing_files({}, datasets) == [f"dataset toy: dataset.root={bad} does not exist"]
 
 
+def test_mbeir_jobs_are_checked_for_the_files_they_read(tmp_path: Path) -> None:
+    """M-BEIR is always a local copy: no root, a task without its query file and a task without
+    its qrels file are each named before any job starts; a complete copy passes."""
+    from mixsearch.data.mbeir_fixture import write_mbeir_fixture
+
+    root = write_mbeir_fixture(tmp_path / "M-BEIR")
+    (root / "qrels" / "test" / "mbeir_oven_task6_test_qrels.txt").unlink()
+    jobs = [["dataset=mbeir"], ["dataset=mbeir", f"dataset.root={root}", "dataset.task=mscoco_task0"],
+            ["dataset=mbeir", f"dataset.root={root}", "dataset.task=nights_task4"],
+            ["dataset=mbeir", f"dataset.root={root}", "dataset.task=oven_task6"]]
+    problems, _, datasets = job_problems(jobs, _compose(tmp_path))
+    assert problems == [] and len(datasets) == 4
+    missing = missing_files({}, datasets)
+    assert len(missing) == 3, missing
+    assert "dataset.root=None is not an M-BEIR copy; pre-download it with `hf download TIGER-Lab/M-BEIR" in missing[0]
+    assert "M-BEIR task 'nights_task4'" in missing[1] and "not found" in missing[1]
+    assert "mbeir_oven_task6_test_qrels.txt not found" in missing[2]
+
+
 def test_preflight_false_skips_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
     import mixsearch.preflight as pf
 

@@ -220,6 +220,30 @@ def _pool_file(base: Path, pool: str, tasks: list[str], split: str) -> Path:
                     f"{', '.join(map(str, tried))}")
 
 
+def check_layout(root: str | None, *, task: str = "all", pool: str = "global", split: str = "test",
+                 instructions: str = "none", revision: str = MBEIR_REVISION) -> None:
+    """The files a run of these options reads, checked without reading them (a sweep's
+    preflight): the query and qrels files of each task, the pool, and the instructions.
+
+    Raises:
+        DataError: the first missing file or bad option, with the download command.
+    """
+    if root is None or not Path(root).is_dir():
+        raise DataError(f"dataset.root={root!r} is not an M-BEIR copy; pre-download it with `"
+                        + download_command(str(root or "DIR"), split, revision) + "`")
+    if pool not in POOLS:
+        raise DataError(f"dataset.pool must be one of {POOLS}, got {pool!r}")
+    base = Path(root)
+    tasks = [t for t, _ in _task_files(base, task, split)]
+    _pool_file(base, pool, tasks, split)
+    for t in tasks:
+        qrels = base / "qrels" / split / f"mbeir_{t}_{split}_qrels.txt"
+        if not qrels.is_file():
+            raise DataError(f"M-BEIR task {t!r}: qrels file {qrels} not found")
+    if instructions == "prepend" and not (base / INSTRUCTIONS_FILE).is_file():
+        raise DataError(f"dataset.instructions=prepend: {base / INSTRUCTIONS_FILE} not found")
+
+
 def _positive(row: dict, where: str) -> str | None:
     """The first positive candidate id (``pos_cand_list`` holds ids, or ``{"did": id}``)."""
     for item in row.get("pos_cand_list") or ():
