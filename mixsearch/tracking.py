@@ -347,6 +347,10 @@ class WandbTracker(Tracker):
             entity=entity or os.environ.get("WANDB_ENTITY") or None, mode=mode, group=group,
             tags=list(tags), name=name, job_type=job_type, config=config, dir=str(wandb_dir),
         )
+        if mode != "disabled":  # what a later step needs to add to this run (the viewer's page)
+            write_json(self.run_dir / WANDB_RUN_FILE, {
+                "id": self.run.id, "project": self.run.project, "entity": self.run.entity or None,
+                "mode": mode, "dir": str(wandb_dir)})
 
     def log_result(self, result: dict[str, Any], per_query: pd.DataFrame) -> None:
         # fusion=auto is resolved only once the encoder is built: record what ran
@@ -414,6 +418,35 @@ class WandbTracker(Tracker):
 
 
 _WANDB_MODES = ("online", "offline", "disabled", "dryrun", "run", "shared")
+#: The W&B run of a run dir (id, project, entity, mode, dir), written when it is tracked.
+WANDB_RUN_FILE = "wandb_run.json"
+
+
+def log_html_to_wandb(run_dir: str | Path, html_text: str, key: str = "viewer") -> str:
+    """Add an HTML page (the viewer's) to the W&B run of ``run_dir`` as a ``wandb.Html`` panel
+    under ``key``: the run is resumed by the id in its :data:`WANDB_RUN_FILE`; a run dir that
+    was not tracked gets a run of its own (``job_type=viewer``). ``WANDB_MODE`` overrides the
+    recorded mode (e.g. offline on a machine without network). Returns the W&B run id."""
+    import wandb
+
+    run_dir = Path(run_dir)
+    record = run_dir / WANDB_RUN_FILE
+    info = json.loads(record.read_text()) if record.is_file() else {}
+    mode = os.environ.get("WANDB_MODE") or info.get("mode") or "online"
+    if mode not in _WANDB_MODES:
+        raise ValueError(f"WANDB_MODE: {mode!r} is not one of {', '.join(_WANDB_MODES)}")
+    common = {"project": info.get("project") or os.environ.get("WANDB_PROJECT") or "mixsearch",
+              "entity": info.get("entity") or os.environ.get("WANDB_ENTITY") or None, "mode": mode,
+              "dir": info.get("dir") or os.environ.get("WANDB_DIR") or str(run_dir)}
+    if info.get("id"):
+        run = wandb.init(id=info["id"], resume="allow", **common)
+    else:
+        run = wandb.init(job_type="viewer", name=f"viewer {run_dir.name}", **common)
+    # inject=False: W&B would otherwise add its stylesheet to the self-contained page
+    run.log({key: wandb.Html(html_text, inject=False)})
+    run_id = run.id
+    run.finish()
+    return run_id
 #: Result files of a run dir that go into its W&B artifact (when present).
 RESULT_FILES = ("metrics.json", "per_query.csv", "run.trec")
 

@@ -271,3 +271,37 @@ def test_registry_errors_name_the_option(tmp_path):
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a/b": 1, "a/c/d": 2, "e": 3}
+
+
+def test_the_viewer_page_joins_the_runs_wandb_run(tmp_path, monkeypatch):
+    """A tracked run dir records its W&B run; ``python -m mixsearch.viewer RUN --wandb``
+    resumes that run and adds the page as an HTML panel (read back from the offline files);
+    an untracked run dir gets a viewer run of its own."""
+    from mixsearch.tracking import log_html_to_wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_DIR", raising=False)  # an untracked run's W&B files: in its dir
+    job = _job_dir(tmp_path)
+    cfg = {"logger": {"name": "wandb", "mode": "offline", "project": "mixsearch-test",
+                      "dir": str(tmp_path / "wb")}}
+    tracker = start_tracker(cfg, job)
+    tracker.log_result(RESULT, PER_QUERY)
+    tracker.finish(ok=True)
+    recorded = json.loads((job / "wandb_run.json").read_text())
+    assert recorded["id"] == read_offline_run(tmp_path / "wb")["run"].run_id
+    assert (recorded["mode"], recorded["project"]) == ("offline", "mixsearch-test")
+
+    page = "<!doctype html><title>view</title><p id='marker'>ranked lists</p>"
+    assert log_html_to_wandb(job, page) == recorded["id"]
+    first, resumed = read_offline_runs(tmp_path / "wb")
+    assert resumed["run"].run_id == first["run"].run_id and resumed["exit_code"] == 0
+    summary = resumed["summary"]
+    assert summary["viewer/_type"] == "html-file"
+    assert (resumed["files"] / summary["viewer/path"]).read_text() == page  # inject=False: as is
+
+    untracked = tmp_path / "plain_run"
+    untracked.mkdir()
+    other = log_html_to_wandb(untracked, page)
+    assert other != recorded["id"]
+    (own,) = read_offline_runs(untracked)
+    assert own["run"].run_id == other and own["run"].job_type == "viewer"

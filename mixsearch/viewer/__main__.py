@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-projection", action="store_true",
                    help="skip the embedding-space picture (no model or cache needed)")
     p.add_argument("--root", help="dataset root, when the data moved since the run")
+    p.add_argument("--wandb", action="store_true",
+                   help="also add the page to the run's W&B run as an HTML panel 'viewer' "
+                        "(resumed by the id the run recorded; WANDB_MODE applies)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
@@ -37,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = write_view(args.out, page)
     print(f"viewer: wrote {out} ({out.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - t0:.1f} s")
+    if args.wandb:
+        from mixsearch.tracking import log_html_to_wandb
+
+        run_id = log_html_to_wandb(args.run, page)
+        print(f"viewer: logged as the HTML panel 'viewer' of W&B run {run_id}")
     return 0
 
 
