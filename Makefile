@@ -51,10 +51,11 @@ demo: ## Offline demo sweep: toy benchmark x toy CLIP, calibration none/gr x cor
 toy-model: ## Retrain the shipped toy CLIP (mixsearch/assets/toy_clip), CPU, a few minutes
 	$(PYTHON) -m mixsearch.toymodel.train --out mixsearch/assets/toy_clip
 
-bench: ## Benchmark scripts (search, alpha sweep, extraction); each ends with a name=value line
+bench: ## Benchmark scripts (search, alpha sweep, extraction, memory); each ends with a name=value line
 	$(PYTHON) experiments/bench_retrieval.py
 	$(PYTHON) experiments/bench_sweep.py
 	$(PYTHON) experiments/bench_extract.py
+	$(PYTHON) experiments/bench_memory.py
 
 bench-gpu: ## Encoder images/s, texts/s, joint items/s and MFU (CLIP-L/336, SigLIP-so400m, 2B Qwen2-VL shape; needs a GPU, ~5 min)
 	$(PYTHON) experiments/bench_gpu.py --out outputs/bench_gpu.md

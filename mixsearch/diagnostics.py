@@ -21,6 +21,25 @@ def centroid(rows: np.ndarray) -> np.ndarray | None:
     return rows.mean(axis=0, dtype=np.float64) if len(rows) else None
 
 
+#: Rows read at a time by the chunked centroids (their temporaries stay this size).
+CENTROID_ROWS = 1 << 16
+
+
+def masked_centroid(x: np.ndarray, mask: np.ndarray, *, normalise: bool = False) -> np.ndarray | None:
+    """``centroid(x[mask])`` (of the L2-normalised rows when ``normalise``), summed a block of
+    rows at a time in float64 instead of copying the selected rows; ``None`` when none is."""
+    from mixsearch.fusion import l2_normalise
+
+    total, n = np.zeros(x.shape[1]), 0
+    for lo in range(0, len(x), CENTROID_ROWS):
+        keep = mask[lo:lo + CENTROID_ROWS]
+        if keep.any():
+            rows = x[lo:lo + CENTROID_ROWS][keep]
+            total += (l2_normalise(rows) if normalise else rows).sum(axis=0, dtype=np.float64)
+            n += int(keep.sum())
+    return total / n if n else None
+
+
 def centroid_distance(a: np.ndarray, b: np.ndarray) -> float | None:
     """L2 distance between the centroids of two sets of rows (``None`` if either is empty)."""
     ca, cb = centroid(a), centroid(b)
@@ -42,13 +61,26 @@ def modality_gap(
         ``centroid_distance_before/after`` (doc text vs doc image),
         ``query_doc_image_distance_before/after`` and ``query_doc_text_distance_before/after``.
     """
+    return gap_from_centroids(doc_text=(centroid(doc_text[0]), centroid(doc_text[1])),
+                              doc_image=(centroid(doc_image[0]), centroid(doc_image[1])),
+                              queries=(centroid(queries[0]), centroid(queries[1])))
+
+
+def gap_from_centroids(
+    *,
+    doc_text: tuple[np.ndarray | None, np.ndarray | None],
+    doc_image: tuple[np.ndarray | None, np.ndarray | None],
+    queries: tuple[np.ndarray | None, np.ndarray | None],
+) -> dict[str, float | None]:
+    """:func:`modality_gap` from the ``(before, after)`` centroids of each row set."""
     out: dict[str, float | None] = {}
     pairs = {"centroid_distance": (doc_text, doc_image),
              "query_doc_image_distance": (queries, doc_image),
              "query_doc_text_distance": (queries, doc_text)}
     for name, (a, b) in pairs.items():
-        out[f"{name}_before"] = centroid_distance(a[0], b[0])
-        out[f"{name}_after"] = centroid_distance(a[1], b[1])
+        for n, when in enumerate(("before", "after")):
+            ca, cb = a[n], b[n]
+            out[f"{name}_{when}"] = None if ca is None or cb is None else float(np.linalg.norm(ca - cb))
     return out
 
 

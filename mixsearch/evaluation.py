@@ -19,17 +19,18 @@ import torch
 
 from mixsearch.calibration import Calibration, Means, calibration_pairs, resolve
 from mixsearch.corpus import doc_image_key, drop_unshowable, mix_corpus, modality_counts
-from mixsearch.data.benchmark import Benchmark, DataError
+from mixsearch.data.benchmark import MODALITIES, Benchmark, DataError
 from mixsearch.diagnostics import (
     by_target_modality,
-    mean_cosine,
-    modality_gap,
+    centroid,
+    gap_from_centroids,
+    masked_centroid,
     target_modalities,
     topk_modality_share,
 )
 from mixsearch.embed.embeddings import Embeddings
 from mixsearch.encoders.offline import resolve_device
-from mixsearch.fusion import Views, build_query_matrix, fuse, l2_normalise, make_views
+from mixsearch.fusion import FUSE_ROWS, Views, build_query_matrix, fuse, l2_normalise, make_views
 from mixsearch.merge import SINGLE, check_merge, merge_lists
 from mixsearch.metrics import evaluate_ranking
 from mixsearch.retrieval import NUMPY_DESC, IdOrder, TopK, search
@@ -216,10 +217,13 @@ class Evaluator:
         used = self.calibration.apply(self.queries.select(mode), "query", notes)
         after = fuse(used, method="joint" if mode == "joint" else "weighted", alpha=alpha)
         d, c = self.docs, self.centred_docs
-        gap = modality_gap(
-            doc_text=(d.text[d.has_text], l2_normalise(c.text[d.has_text])),
-            doc_image=(d.image[d.has_image], l2_normalise(c.image[d.has_image])),
-            queries=(before, after),
+        # the docs' centroids a block of rows at a time (no copies of the corpus)
+        gap = gap_from_centroids(
+            doc_text=(masked_centroid(d.text, d.has_text),
+                      masked_centroid(c.text, d.has_text, normalise=True)),
+            doc_image=(masked_centroid(d.image, d.has_image),
+                       masked_centroid(c.image, d.has_image, normalise=True)),
+            queries=(centroid(before), centroid(after)),
         )
         state = _QueryState(before, after, self.queries.select(mode).modalities, notes, gap)
         self._query_cache[key] = state
@@ -230,7 +234,6 @@ class Evaluator:
         """Fuse, search, score and diagnose under the ``fusion`` section's options."""
         f = options("fusion", fusion)
         qs, d_after, top = self._retrieve(f)
-        d_before = fuse(self.docs, method=f["method"], alpha=float(f["alpha"]))
 
         ids = np.array(self.docs.ids, dtype=object)
         qids = self.queries.ids
@@ -245,9 +248,15 @@ class Evaluator:
         table = pd.DataFrame([{"qid": q, "target_modality": self.target[q], "query_role": roles[q],
                                **v} for q, v in per_query.items()])
         mods = self.docs.modalities
+        # mean cosines from centroids (equal to diagnostics.mean_cosine); the raw docs' fused
+        # vectors are never formed whole, only a block of rows at a time
         gap = {**qs.gap, "query_role": sorted(set(qs.roles.tolist())),
-               "mean_cosine_before": mean_cosine(qs.before, qs.roles, d_before, mods),
-               "mean_cosine_after": mean_cosine(qs.after, qs.roles, d_after, mods)}
+               "mean_cosine_before": mean_cosine_from_centroids(
+                   role_centroids(qs.before, qs.roles),
+                   self._fused_centroids(self.docs, f["method"], float(f["alpha"]), mods)),
+               "mean_cosine_after": mean_cosine_from_centroids(
+                   role_centroids(qs.after, qs.roles),
+                   {m: masked_centroid(d_after, mods == m) for m in MODALITIES if (mods == m).any()})}
         return EvalResult(
             metrics=aggregate,
             per_query=table,
@@ -259,6 +268,20 @@ class Evaluator:
             ranked=ranked,
             scores=scores,
         )
+
+    @staticmethod
+    def _fused_centroids(views: Views, method: str, alpha: float, mods: np.ndarray) -> dict[str, np.ndarray]:
+        """Per doc modality, the centroid of ``fuse(views)``'s rows, fused a block at a time
+        (float64 sums, in MODALITIES order)."""
+        sums: dict[str, np.ndarray] = {}
+        for lo in range(0, len(views.ids), FUSE_ROWS):
+            block = fuse(views.rows(lo, lo + FUSE_ROWS), method=method, alpha=alpha)
+            for m in MODALITIES:
+                keep = mods[lo:lo + FUSE_ROWS] == m
+                if keep.any():
+                    sums[m] = sums.get(m, 0.0) + block[keep].sum(axis=0, dtype=np.float64)
+        counts = {m: int((mods == m).sum()) for m in sums}
+        return {m: sums[m] / counts[m] for m in MODALITIES if m in sums}
 
     def retrieve(self, fusion: dict[str, Any] | None = None) -> TopK:
         """The ranked top-k (rows of ``bench.corpus``) under the ``fusion`` options."""

@@ -73,6 +73,11 @@ class Views:
         """``(n,)`` bool: the item shows its text and its image."""
         return self.has_text & self.has_image
 
+    def rows(self, lo: int, hi: int) -> Views:
+        """Rows ``lo:hi`` (views of the same arrays, no copy)."""
+        return Views(self.ids[lo:hi], self.text[lo:hi], self.image[lo:hi], self.has_text[lo:hi],
+                     self.has_image[lo:hi], None if self.joint is None else self.joint[lo:hi])
+
     def select(self, mode: str) -> Views:
         """Restrict to the parts a query mode uses: ``text``, ``image``, ``weighted`` (both) or
         ``joint`` (both, image+text items by their joint embedding).
@@ -111,8 +116,11 @@ def make_views(
     parts = []
     for rows, mask in ((text, has_text), (image, has_image), (joint, has_text & has_image)):
         out = np.zeros((len(ids), dim), np.float32)
-        if rows is not None:
-            out[mask] = l2_normalise(rows[mask])
+        if rows is not None:  # a block of rows at a time: temporaries stay the size of a block
+            for lo in range(0, len(ids), FUSE_ROWS):
+                keep = mask[lo:lo + FUSE_ROWS]
+                if keep.any():
+                    out[lo:lo + FUSE_ROWS][keep] = l2_normalise(rows[lo:lo + FUSE_ROWS][keep])
         parts.append(out)
     return Views(list(ids), parts[0], parts[1], has_text, has_image,
                  parts[2] if joint is not None else None)
@@ -208,7 +216,20 @@ def fuse(centred: Views, *, method: str = "weighted", alpha: float = 0.5) -> np.
         raise ValueError(f"fusion.method: unknown method {method!r}; choose one of {available_fusions()}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"fusion.alpha: the text weight must be in [0, 1], got {alpha!r}")
-    return _FUSERS.get(method)(centred, float(alpha))
+    fn, n = _FUSERS.get(method), len(centred.ids)
+    if fn not in _ROW_WISE or n <= FUSE_ROWS:
+        return fn(centred, float(alpha))
+    # The built-in methods work row by row: fuse a block of rows at a time into the result, so
+    # their temporaries stay the size of a block (equal results: rows do not interact).
+    out = np.empty((n, centred.text.shape[1]), np.float32)
+    for lo in range(0, n, FUSE_ROWS):
+        out[lo:lo + FUSE_ROWS] = fn(centred.rows(lo, lo + FUSE_ROWS), float(alpha))
+    return out
+
+
+#: Rows fused at a time by the built-in (row-wise) methods; registered methods see all rows.
+FUSE_ROWS = 1 << 16
+_ROW_WISE = (_weighted, _score, _joint)
 
 
 def build_query_matrix(
