@@ -248,7 +248,8 @@ def flatten(tree: dict[str, Any], prefix: str = "", sep: str = "/") -> dict[str,
 def _scalars(result: dict[str, Any]) -> dict[str, Any]:
     """The numbers of a result worth a dashboard: metrics top level, diagnostics prefixed."""
     out = dict(result.get("metrics") or {})
-    for section in ("gap", "calibration", "corpus", "by_target_modality", "topk_modality_share"):
+    for section in ("gap", "calibration", "corpus", "by_target_modality", "topk_modality_share",
+                    "by_task", "task_macro", "task_headline_macro"):  # the last three: M-BEIR task=all
         value = result.get(section)
         if isinstance(value, dict):
             out.update({k: v for k, v in flatten(value, section).items()

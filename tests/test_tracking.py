@@ -24,6 +24,10 @@ RESULT = {
     "gap": {"centroid_distance_before": 0.82, "centroid_distance_after": 0.03},
     "calibration": {"method": "gr", "source": "crossfit", "n_samples": 16},
     "seconds": 1.5,
+    # M-BEIR task=all (mixsearch.diagnostics.task_breakdown)
+    "by_task": {"mscoco_task0": {"n_queries": 6, "hit@5": 0.5}, "oven_task6": {"n_queries": 6, "hit@5": 1.0}},
+    "task_macro": {"hit@5": 0.75},
+    "task_headline_macro": {"value": 0.75, "measures": {"mscoco_task0": "hit@5", "oven_task6": "hit@5"}},
 }
 PER_QUERY = pd.DataFrame({"qid": ["0", "1"], "first_rel_rank": [1, 3], "ndcg@10": [1.0, 0.5],
                           "target_modality": ["text", "image"]})
@@ -159,6 +163,8 @@ def test_wandb_offline_round_trip(tmp_path, monkeypatch):
         assert summary[key] == value
     assert summary["gap/centroid_distance_after"] == 0.03
     assert summary["by_target_modality/image/ndcg@10"] == 0.25
+    assert summary["by_task/mscoco_task0/hit@5"] == 0.5 and summary["task_macro/hit@5"] == 0.75
+    assert summary["task_headline_macro/value"] == 0.75
     assert summary["status"] == "ok"
     table_path = run["files"] / summary["by_target_modality/path"]
     table = json.loads(table_path.read_text())
