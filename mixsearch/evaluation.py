@@ -30,7 +30,15 @@ from mixsearch.diagnostics import (
 )
 from mixsearch.embed.embeddings import Embeddings
 from mixsearch.encoders.offline import resolve_device
-from mixsearch.fusion import FUSE_ROWS, Views, build_query_matrix, fuse, l2_normalise, make_views
+from mixsearch.fusion import (
+    FUSE_ROWS,
+    Views,
+    build_query_matrix,
+    fuse,
+    l2_normalise,
+    make_views,
+    row_wise,
+)
 from mixsearch.merge import SINGLE, check_merge, merge_lists
 from mixsearch.metrics import evaluate_ranking
 from mixsearch.retrieval import NUMPY_DESC, IdOrder, TopK, search
@@ -274,10 +282,11 @@ class Evaluator:
         """Per doc modality, the centroid of ``fuse(views)``'s rows, fused a block at a time
         (float64 sums, in MODALITIES order)."""
         sums: dict[str, np.ndarray] = {}
-        for lo in range(0, len(views.ids), FUSE_ROWS):
-            block = fuse(views.rows(lo, lo + FUSE_ROWS), method=method, alpha=alpha)
+        step = FUSE_ROWS if row_wise(method) else max(1, len(views.ids))  # a plug-in sees all rows
+        for lo in range(0, len(views.ids), step):
+            block = fuse(views.rows(lo, lo + step), method=method, alpha=alpha)
             for m in MODALITIES:
-                keep = mods[lo:lo + FUSE_ROWS] == m
+                keep = mods[lo:lo + step] == m
                 if keep.any():
                     sums[m] = sums.get(m, 0.0) + block[keep].sum(axis=0, dtype=np.float64)
         counts = {m: int((mods == m).sum()) for m in sums}

@@ -232,6 +232,11 @@ FUSE_ROWS = 1 << 16
 _ROW_WISE = (_weighted, _score, _joint)
 
 
+def row_wise(method: str) -> bool:
+    """Whether ``fusion.method`` is a built-in method, whose rows can be fused in blocks."""
+    return method in _FUSERS and _FUSERS.get(method) in _ROW_WISE
+
+
 def build_query_matrix(
     views: Views,
     *,
