@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from mixsearch.data.benchmark import Benchmark, ImageRef, Record
+from mixsearch.data.synthetic import released_mix
 from mixsearch.embed.embeddings import Embeddings
 from mixsearch.evaluation import Evaluator
 
@@ -51,14 +51,7 @@ def inputs(n_q: int, n_docs: int, dim: int, seed: int = 0):
             m = min(hi, n_q) - lo
             queries[lo:lo + m] = sem[:m] * scale + offsets["q"] + np.float32(0.5) * scale * \
                 rng.standard_normal((m, dim), dtype=np.float32)
-    img = ImageRef(data=b"-", origin="bench")
-    qids, dids = [str(i) for i in range(n_q)], [f"d{i}" for i in range(n_docs)]
-    kinds = ["text", "image", "image+text"]
-    mixed = [Record(d, text="t" if kinds[i % 3] != "image" else None,
-                    image=img if kinds[i % 3] != "text" else None) for i, d in enumerate(dids)]
-    bench = Benchmark("bench", [Record(q, text="q") for q in qids],
-                      [Record(d, text="t", image=img) for d in dids],
-                      {q: {dids[i]: 1} for i, q in enumerate(qids)}, mixed_corpus=mixed)
+    bench, qids, dids = released_mix(n_q, n_docs, name="bench", origin="bench")
     embs = {"queries/text": Embeddings(qids, queries), "corpus/text": Embeddings(dids, text),
             "corpus/image": Embeddings(dids, image)}
     return bench, embs

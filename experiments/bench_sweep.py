@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from mixsearch.data.benchmark import Benchmark, ImageRef, Record
+from mixsearch.data.synthetic import released_mix
 from mixsearch.embed.embeddings import Embeddings
 from mixsearch.evaluation import Evaluator, evaluate
 
@@ -32,14 +32,7 @@ def synthetic(n_q: int, n_docs: int, dim: int, seed: int = 0):
         offset = 3 * rng.standard_normal(dim, dtype=np.float32) / np.sqrt(dim)
         return rows / np.sqrt(dim) + offset + 0.5 * rng.standard_normal(rows.shape, dtype=np.float32) / np.sqrt(dim)
 
-    img = ImageRef(data=b"-", origin="bench")
-    qids, dids = [str(i) for i in range(n_q)], [f"d{i}" for i in range(n_docs)]
-    kinds = ["text", "image", "image+text"]
-    mixed = [Record(d, text="t" if kinds[i % 3] != "image" else None,
-                    image=img if kinds[i % 3] != "text" else None) for i, d in enumerate(dids)]
-    bench = Benchmark("bench", [Record(q, text="q") for q in qids],
-                      [Record(d, text="t", image=img) for d in dids],
-                      {q: {dids[i]: 1} for i, q in enumerate(qids)}, mixed_corpus=mixed)
+    bench, qids, dids = released_mix(n_q, n_docs, name="bench", origin="bench")
     embs = {"queries/text": Embeddings(qids, emb(sem[:n_q])),
             "corpus/text": Embeddings(dids, emb(sem)), "corpus/image": Embeddings(dids, emb(sem))}
     return bench, embs

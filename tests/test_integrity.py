@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixsearch.data.benchmark import Benchmark, DataError, ImageRef, Record
+from mixsearch.data.benchmark import DataError
+from mixsearch.data.synthetic import released_mix
 from mixsearch.embed.embeddings import Embeddings
 from mixsearch.evaluation import Evaluator
 from mixsearch.pipeline import save_means, save_state
@@ -28,14 +29,7 @@ def synthetic(n_q: int = 12, n_docs: int = 18, dim: int = 16, seed: int = 0):
     def emb(rows):
         return (rows + 3 * rng.standard_normal(dim) + 0.5 * rng.standard_normal(rows.shape)).astype(np.float32)
 
-    img = ImageRef(data=b"-", origin="test")
-    qids, dids = [f"q{i}" for i in range(n_q)], [f"d{i}" for i in range(n_docs)]
-    kinds = ["text", "image", "image+text"]
-    mixed = [Record(d, text="t" if kinds[i % 3] != "image" else None,
-                    image=img if kinds[i % 3] != "text" else None) for i, d in enumerate(dids)]
-    bench = Benchmark("synthetic", [Record(q, text="q") for q in qids],
-                      [Record(d, text="t", image=img) for d in dids],
-                      {q: {dids[i]: 1} for i, q in enumerate(qids)}, mixed_corpus=mixed)
+    bench, qids, dids = released_mix(n_q, n_docs, query_prefix="q", origin="test")
     embs = {"queries/text": Embeddings(qids, emb(sem[:n_q])),
             "corpus/text": Embeddings(dids, emb(sem)), "corpus/image": Embeddings(dids, emb(sem))}
     return bench, embs
