@@ -19,13 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
-
+from mixsearch.compose import compose_config
 from mixsearch.preflight import (
     check_dataset,
     check_model,
@@ -34,7 +30,6 @@ from mixsearch.preflight import (
     model_files,
 )
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 #: what snapshot_download fetches of a transformers / Sentence Transformers / adapter repo
 _PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "*.jinja", "*.py"]
 
@@ -43,13 +38,8 @@ HINT = ("`make download` (python -m experiments.download) must run on a machine 
 
 
 def _section(group: str, name: str, overrides: list[str]) -> dict[str, Any]:
-    from mixsearch.schema import register_configs
-
-    register_configs()  # conf/config.yaml extends the structured schema
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"{group}={name}", *overrides], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # paths interpolate ${hydra:runtime.cwd}
-    return OmegaConf.to_container(cfg[group], resolve=True)
+    """The ``group`` section of the run config with ``group=name`` and ``overrides``."""
+    return compose_config([f"{group}={name}", *overrides])[group]
 
 
 def fetch_model(name: str, spec: dict[str, Any]) -> None:
