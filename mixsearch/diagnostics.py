@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mixsearch.data.benchmark import MODALITIES, DataError, Qrels
+from mixsearch.fusion import l2_normalise
 
 
 def centroid(rows: np.ndarray) -> np.ndarray | None:
@@ -28,8 +29,6 @@ CENTROID_ROWS = 1 << 16
 def masked_centroid(x: np.ndarray, mask: np.ndarray, *, normalise: bool = False) -> np.ndarray | None:
     """``centroid(x[mask])`` (of the L2-normalised rows when ``normalise``), summed a block of
     rows at a time in float64 instead of copying the selected rows; ``None`` when none is."""
-    from mixsearch.fusion import l2_normalise
-
     total, n = np.zeros(x.shape[1]), 0
     for lo in range(0, len(x), CENTROID_ROWS):
         keep = mask[lo:lo + CENTROID_ROWS]

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from mixsearch.data.benchmark import MODALITIES
+from mixsearch.diagnostics import masked_centroid
 from mixsearch.fusion import Views, l2_normalise
 from mixsearch.metrics import check_options, judged_summary, measure_columns
 from mixsearch.retrieval import IdOrder, block_topk
@@ -376,8 +377,8 @@ def modality_centroids(docs: Views) -> dict[str, np.ndarray]:
     only_text = docs.has_text & ~docs.has_image
     only_image = docs.has_image & ~docs.has_text
     for name, rows, part in (("text", only_text, docs.text), ("image", only_image, docs.image)):
-        if rows.any():
-            out[name] = l2_normalise(part[rows]).mean(axis=0, dtype=np.float64)
+        if rows.any():  # a block of rows at a time, as the plain path's diagnostics
+            out[name] = masked_centroid(part, rows, normalise=True)
     return out
 
 

@@ -317,6 +317,7 @@ class WandbTracker(Tracker):
             paper report.
         config: the config recorded with the run.
         dir: where W&B writes its files, overriding ``WANDB_DIR``.
+        run_id: resume this W&B run (``resume="allow"``) instead of starting a new one.
     """
 
     def __init__(
@@ -332,6 +333,7 @@ class WandbTracker(Tracker):
         job_type: str = "eval",
         config: dict[str, Any] | None = None,
         dir: str | Path | None = None,
+        run_id: str | None = None,
     ) -> None:
         import wandb
 
@@ -347,6 +349,7 @@ class WandbTracker(Tracker):
             project=project or os.environ.get("WANDB_PROJECT") or "mixsearch",
             entity=entity or os.environ.get("WANDB_ENTITY") or None, mode=mode, group=group,
             tags=list(tags), name=name, job_type=job_type, config=config, dir=str(wandb_dir),
+            **({"id": run_id, "resume": "allow"} if run_id else {}),
         )
         if mode != "disabled":  # what a later step needs to add to this run (the viewer's page)
             write_json(self.run_dir / WANDB_RUN_FILE, {
@@ -428,26 +431,21 @@ def log_html_to_wandb(run_dir: str | Path, html_text: str, key: str = "viewer") 
     under ``key``: the run is resumed by the id in its :data:`WANDB_RUN_FILE`; a run dir that
     was not tracked gets a run of its own (``job_type=viewer``). ``WANDB_MODE`` overrides the
     recorded mode (e.g. offline on a machine without network). Returns the W&B run id."""
-    import wandb
-
     run_dir = Path(run_dir)
     record = run_dir / WANDB_RUN_FILE
     info = json.loads(record.read_text()) if record.is_file() else {}
-    mode = os.environ.get("WANDB_MODE") or info.get("mode") or "online"
-    if mode not in _WANDB_MODES:
-        raise ValueError(f"WANDB_MODE: {mode!r} is not one of {', '.join(_WANDB_MODES)}")
-    common = {"project": info.get("project") or os.environ.get("WANDB_PROJECT") or "mixsearch",
-              "entity": info.get("entity") or os.environ.get("WANDB_ENTITY") or None, "mode": mode,
-              "dir": info.get("dir") or os.environ.get("WANDB_DIR") or str(run_dir)}
-    if info.get("id"):
-        run = wandb.init(id=info["id"], resume="allow", **common)
-    else:
-        run = wandb.init(job_type="viewer", name=f"viewer {run_dir.name}", **common)
+    tracker = WandbTracker(
+        run_dir, project=info.get("project"), entity=info.get("entity"),
+        mode=os.environ.get("WANDB_MODE") or info.get("mode"), dir=info.get("dir"),
+        job_type="viewer", name=None if info.get("id") else f"viewer {run_dir.name}",
+        run_id=info.get("id"))
     # inject=False: W&B would otherwise add its stylesheet to the self-contained page
-    run.log({key: wandb.Html(html_text, inject=False)})
-    run_id = run.id
-    run.finish()
+    tracker.run.log({key: tracker._wandb.Html(html_text, inject=False)})
+    run_id = tracker.run.id
+    tracker.run.finish()
     return run_id
+
+
 #: Result files of a run dir that go into its W&B artifact (when present).
 RESULT_FILES = ("metrics.json", "per_query.csv", "run.trec")
 
